@@ -1,0 +1,1 @@
+"""Built-in methods (filled in by their issue)."""

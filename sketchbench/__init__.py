@@ -1,0 +1,32 @@
+"""sketchbench: a benchmark library for efficient fine-grained sketch-based image retrieval.
+
+Public API for plugin authors::
+
+    from sketchbench import hookimpl, Method, MethodContext, Param, DatasetSource, ...
+
+Write a plugin: ``docs/writing-plugins.md``.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+import pluggy
+
+hookimpl = pluggy.HookimplMarker("sketchbench")
+
+from .data import RunData  # noqa: E402
+from .dataset import DatasetOptions, DatasetSource, FGSBIRDataset, SketchItem, SkipCounter, Split, fingerprint_files  # noqa: E402
+from .errors import DataError, ExitCode, SketchbenchError, TrainingError  # noqa: E402
+from .flops import FLOPS_CONVENTION, count_flops  # noqa: E402
+from .method import Method, MethodContext  # noqa: E402
+from .params import Param  # noqa: E402
+from .render import downscale_raster, render_item, render_sketch, stroke_width, vectorise  # noqa: E402
+from .sketch import BadSketch, Sketch  # noqa: E402
+
+__all__ = [
+    "FLOPS_CONVENTION", "BadSketch", "DataError", "DatasetOptions", "DatasetSource", "ExitCode", "FGSBIRDataset",
+    "Method", "MethodContext", "Param", "RunData", "Sketch", "SketchItem", "SketchbenchError", "SkipCounter", "Split",
+    "TrainingError", "__version__", "count_flops", "downscale_raster", "fingerprint_files", "hookimpl", "render_item",
+    "render_sketch", "stroke_width", "vectorise",
+]

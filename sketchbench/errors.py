@@ -1,0 +1,57 @@
+"""One error type for everything a user can get wrong, and the exit codes the CLI uses.
+
+Every expected failure (bad input, missing file, broken plugin, non-finite loss, ...) is raised as a
+:class:`SketchbenchError` with a one-line message; the CLI prints that line and exits with the
+error's code instead of showing a traceback.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    #: a run error, or (for ``compare``) a regression was found
+    FAILED = 1
+    #: bad usage or bad input: unknown name, unreadable file, bad value
+    USAGE = 2
+    #: a plugin failed to load under ``SKETCHBENCH_STRICT_PLUGINS=1``
+    PLUGIN = 4
+
+
+class SketchbenchError(Exception):
+    """An expected failure with a message meant for the user (one line)."""
+
+    exit_code: ExitCode = ExitCode.USAGE
+
+    def __init__(self, message: str, *, exit_code: ExitCode | None = None) -> None:
+        super().__init__(message)
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+
+class DataError(SketchbenchError):
+    """A dataset file is missing, truncated, of the wrong layout or unsafe."""
+
+
+class PluginError(SketchbenchError):
+    exit_code = ExitCode.PLUGIN
+
+
+class TrainingError(SketchbenchError):
+    """Training could not go on (for example the loss became NaN)."""
+
+    exit_code = ExitCode.FAILED
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """``" Did you mean 'x'?"`` when a close match exists, else a list of some valid names."""
+    choices = sorted(choices)
+    close = difflib.get_close_matches(name, choices, n=3, cutoff=0.5)
+    if close:
+        return " Did you mean " + " or ".join(repr(c) for c in close) + "?"
+    shown = ", ".join(choices[:20]) + (", ..." if len(choices) > 20 else "")
+    return f" Known: {shown}." if choices else ""

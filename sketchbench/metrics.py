@@ -1,0 +1,31 @@
+"""Retrieval metrics: the rank of each query's paired photo in the gallery.
+
+rank = the number of gallery photos whose distance is ≤ the distance to the true photo (the
+true photo counts itself, so rank ≥ 1; ties count against the method). Several sketches may
+share one photo.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def ranks(distances: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """``distances`` (Q, P), ``targets`` (Q,) photo indices → (Q,) ranks, 1 = first."""
+    if distances.dim() != 2 or distances.shape[0] != targets.shape[0]:
+        raise ValueError(f"distances {tuple(distances.shape)} do not match {targets.shape[0]} targets")
+    if not torch.isfinite(distances).all():
+        # a NaN distance must not silently rank first: treat it as the worst possible
+        distances = torch.nan_to_num(distances, nan=float("inf"))
+    true = distances.gather(1, targets.view(-1, 1).long())
+    return (distances <= true).sum(dim=1)
+
+
+def retrieval_metrics(r: torch.Tensor) -> dict[str, float]:
+    """acc@1, acc@10 (in %) and mean rank from ranks."""
+    r = r.float()
+    return {
+        "acc1": float((r <= 1).float().mean() * 100),
+        "acc10": float((r <= 10).float().mean() * 100),
+        "mean_rank": float(r.mean()),
+    }
