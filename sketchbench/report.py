@@ -34,7 +34,7 @@ def aggregate(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
             continue
         groups.setdefault((*_key(c), c["dataset"], c.get("config_hash")), []).append(c)
     rows = []
-    for (method, teacher, canvas, dataset, h), members in groups.items():
+    for (method, teacher, _canvas, dataset, h), members in groups.items():
         row: dict[str, Any] = {
             "method": method, "teacher": teacher, "canvas": members[0]["canvas"], "dataset": dataset,
             "config_hash": h, "seeds": sorted({m.get("seed", 0) for m in members}), "n": len(members),

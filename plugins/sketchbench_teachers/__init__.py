@@ -5,10 +5,22 @@ Registered lazily: listing them imports no model code.
 
 from sketchbench import hookimpl
 
+_T = "sketchbench_teachers"
+
 
 @hookimpl
 def register_methods(register):
-    register("triplet-timm", "sketchbench_teachers.triplet_timm:TimmTriplet", kind="baseline",
-             description="triplet-trained timm backbone (--param backbone=NAME)")
-    register("vgg16-sn", "sketchbench_teachers.triplet_timm:VGG16SN", kind="teacher", aliases=("b-vgg16-sn",),
+    register("triplet-sn", f"{_T}.triplet_sn:TripletSN", kind="teacher",
+             description="Triplet-SN (Yu et al. CVPR'16): Sketch-a-Net, shared weights, squared-Euclidean triplet")
+    register("holef-sn", f"{_T}.holef_sn:HolefSN", kind="teacher",
+             description="HOLEF-SN / DSSA (Song et al. ICCV'17): attention, coarse-fine fusion, HOLEF distance")
+    register("triplet-rl", f"{_T}.triplet_rl:TripletRL", kind="teacher",
+             description="Triplet-RL (Bhunia et al. CVPR'20): InceptionV3 triplet + on-the-fly REINFORCE stage")
+    register("stylevae", f"{_T}.stylevae:StyleVAE", kind="teacher",
+             description="StyleVAE / StyleMeUp (Sain et al. CVPR'21): semantic/style VAE, meta-learned")
+    register("partial-ot", f"{_T}.partial_ot:PartialOT", kind="teacher",
+             description="Partial-OT (Chowdhury et al. CVPR'22): VGG16 3x3 regions, partial optimal transport")
+    register("vgg16-sn", f"{_T}.triplet_timm:VGG16SN", kind="teacher", aliases=("b-vgg16-sn",),
              description="B-VGG16-SN: VGG16 features + global pool, triplet loss")
+    register("triplet-timm", f"{_T}.triplet_timm:TimmTriplet", kind="baseline",
+             description="triplet-trained timm backbone (--param backbone=NAME)")

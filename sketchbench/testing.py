@@ -1,0 +1,67 @@
+"""Helpers for testing methods, datasets and plugins (for plugin authors too).
+
+>>> from sketchbench.testing import build_method, tiny_data, run_cli
+>>> data = tiny_data()
+>>> m = build_method("my-method", backbone="test_efficientnet")
+>>> m.train(data, data.preset.canvases)
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .data import RunData
+from .dataset import DatasetOptions
+from .method import Method, MethodContext
+from .params import resolve_params
+from .plugins import get_host, reset_host
+from .presets import load_preset
+
+
+def tiny_data(dataset: str = "tiny", preset: str = "smoke", seed: int = 0, root: Path | None = None,
+              **overrides: Any) -> RunData:
+    """A registered dataset loaded at a preset (default: the generated ``tiny`` set at ``smoke``)."""
+    p = load_preset(preset, {k: str(v) for k, v in overrides.items()})
+    source = get_host().datasets.get(dataset)()
+    ds = source.load(DatasetOptions(root=root, photo_size=p.photo_size, seed=seed,
+                                    size={"instances": p.instances, "sketches_per_instance": p.sketches_per_instance}))
+    return RunData(ds, p, seed=seed)
+
+
+def build_method(name: str, preset: str = "smoke", seed: int = 0, device: str = "cpu", **params: Any) -> Method:
+    """An untrained registered method with the preset's defaults and the given parameters."""
+    cls = get_host().methods.get(name)
+    p = load_preset(preset)
+    resolved = resolve_params(name, cls.params, preset, params)
+    return cls(MethodContext(name=name, params=resolved, preset=p, device=torch.device(device), seed=seed))
+
+
+@contextlib.contextmanager
+def registered_plugin(plugin: object, name: str = "test-plugin") -> Iterator[None]:
+    """Register an in-process plugin object (a module or class with ``@hookimpl`` functions)
+    for the duration of a ``with`` block."""
+    host = get_host()
+    host.register_plugin(plugin, name)
+    try:
+        yield
+    finally:
+        host.unregister_plugin(name)
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    """Run the ``sketchbench`` CLI in-process: ``(exit code, stdout, stderr)``."""
+    from click.testing import CliRunner
+
+    from .cli import cli
+
+    runner = CliRunner()
+    result = runner.invoke(cli, list(args), env=env, catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
+
+
+__all__ = ["build_method", "registered_plugin", "reset_host", "run_cli", "tiny_data"]
