@@ -154,10 +154,13 @@ def run(methods, datasets, teacher, canvases, preset, overrides, params, seeds, 
         shard=_parse_shard(shard),
         debug=debug,
     )
+    from .distributed import is_main
+
     runner = Runner(config, host)
     results, code = runner.run()
-    click.echo(render(results["cells"], fmt))
-    click.echo(f"\nresults: {results['path']}", err=True)
+    if is_main():
+        click.echo(render(results["cells"], fmt))
+        click.echo(f"\nresults: {results['path']}", err=True)
     sys.exit(int(code))
 
 
@@ -299,6 +302,136 @@ def plugins(fmt: str) -> None:
     click.echo(tabulate([[r["name"], r["source"], r["distribution"] or "", r["version"] or "", ", ".join(r["hooks"]),
                           r["error"] or "ok"] for r in rows],
                         headers=["plugin", "source", "distribution", "version", "hooks", "status"]))
+
+
+@cli.command()
+@click.argument("baseline", type=click.Path(path_type=Path))
+@click.argument("current", type=click.Path(path_type=Path))
+@click.option("--tolerance", type=float, default=None, help="Allowed accuracy drop in points (overrides the default).")
+@click.option("--sigma", type=float, default=2.0, show_default=True, help="Default tolerance: this many baseline seed stds...")
+@click.option("--min-tolerance", type=float, default=1.0, show_default=True, help="...but at least this many points.")
+@click.option("--allow-config-change", is_flag=True, help="Match cells by method/teacher/dataset/canvas when their configuration changed.")
+def compare(baseline: Path, current: Path, tolerance: float | None, sigma: float, min_tolerance: float,
+            allow_config_change: bool) -> None:
+    """Regression gate: exit 0 when CURRENT does not regress against BASELINE, 1 when it does,
+    2 on an error. FLOPs and params must match exactly; accuracy may drop by the tolerance;
+    latency is shown but never gates.
+
+    \b
+    Examples:
+      sketchbench compare benchmarks/baselines/smoke.json results/smoke.json
+      sketchbench compare base.json now.json --tolerance 2.5
+    """
+    from .compare import Tolerance, render_comparison
+    from .compare import compare as do_compare
+    from .results import load_results
+
+    base, cur = load_results(baseline), load_results(current)
+    table, regressions = do_compare(base, cur, Tolerance(sigma, min_tolerance, tolerance), allow_config_change)
+    click.echo(render_comparison(table))
+    if regressions:
+        click.echo(f"\n{len(regressions)} regression(s):", err=True)
+        for r in regressions:
+            click.echo(f"- {r}", err=True)
+        sys.exit(int(ExitCode.FAILED))
+    click.echo(f"\nno regression ({len(table)} cells compared)", err=True)
+
+
+@cli.command()
+@click.argument("results", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", "-o", type=click.Path(path_type=Path), required=True, help="The merged results file.")
+def merge(results: tuple[Path, ...], out: Path) -> None:
+    """Join results files of shards of one grid (run --shard I/N); refuses different configs.
+
+    \b
+    Examples:
+      sketchbench merge shard1.json shard2.json -o all.json
+    """
+    from .merge import merge as do_merge
+    from .results import load_results, write_results
+
+    merged = do_merge([(str(p), load_results(p)) for p in results])
+    write_results(out, merged)
+    click.echo(f"{len(merged['cells'])} cells from {len(results)} files written to {out}")
+
+
+@cli.command()
+@click.argument("results", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", "-o", type=click.Path(path_type=Path), default=Path("plot"), show_default=True,
+              help="Output prefix: writes PREFIX.png and PREFIX.svg.")
+@click.option("--metric", default="acc1", type=click.Choice(["acc1", "acc10"]), show_default=True)
+def plot(results: tuple[Path, ...], out: Path, metric: str) -> None:
+    """Accuracy vs FLOPs (log axis, Pareto front marked) and latency vs FLOPs, per dataset.
+
+    \b
+    Examples:
+      sketchbench plot results/run-*.json -o docs/results/main
+    """
+    from .plot import plot_results
+    from .results import load_results
+
+    cells = []
+    for p in results:
+        cells += load_results(p)["cells"]
+    for path in plot_results(cells, out, metric):
+        click.echo(str(path))
+
+
+@cli.command()
+@click.argument("name", required=False)
+@click.option("--preset", "-p", default=None, help="smoke, cpu or paper (default: paper on CUDA, cpu otherwise).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a preset value.")
+@click.option("--dataset", "-d", "datasets", multiple=True, help="Datasets (default: the benchmark's).")
+@click.option("--seed", "seeds", multiple=True, type=int, help="Seeds (default: the benchmark's).")
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="Extra method parameters.")
+@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
+@click.option("--data-root", type=click.Path(path_type=Path), default=None, help="Dataset root (or SKETCHBENCH_DATA).")
+@click.option("--cache-dir", type=click.Path(path_type=Path), default=None, help="Artifact cache (or SKETCHBENCH_CACHE_DIR).")
+@click.option("--weights", type=click.Path(path_type=Path), default=None, help="Start backbones from this local checkpoint.")
+@click.option("--out-dir", type=click.Path(path_type=Path), default=None, help="Default: results/bench-<preset>/.")
+@click.option("--bench-dir", type=click.Path(path_type=Path), default=None, help="Where NAME.toml files are (default ./benchmarks).")
+@click.option("--no-plot", is_flag=True, help="Skip the plot.")
+def bench(name, preset, overrides, datasets, seeds, params, device, data_root, cache_dir, weights, out_dir, bench_dir,
+          no_plot) -> None:
+    """Run a benchmark (one table of the paper): results JSON, Markdown table and plot.
+
+    Without NAME, lists the benchmarks.
+
+    \b
+    Examples:
+      sketchbench bench
+      sketchbench bench main --preset smoke
+      sketchbench bench main --preset cpu -d qmul-v1-shoes -d qmul-v1-chairs \\
+          --data-root ../shared/data/qmul-v1 --seed 0 --seed 1 --seed 2
+    """
+    import torch
+
+    from .bench import bench_names, default_bench_dir, load_spec, run_bench
+    from .cache import default_cache_dir
+    from .params import parse_key_values
+    from .presets import load_preset
+    from .runner import RunConfig
+
+    bdir = bench_dir or default_bench_dir()
+    if name is None:
+        for n in bench_names(bdir):
+            spec = load_spec(n, bdir)
+            click.echo(f"{n:20s} {spec.get('title', '')}")
+        return
+    spec = load_spec(name, bdir)
+    preset_name = preset or ("paper" if (device != "cpu" and torch.cuda.is_available()) else "cpu")
+    p = load_preset(preset_name, parse_key_values(overrides, "--set"))
+    host = _host()
+    base = RunConfig(
+        methods=[], datasets=_expand(tuple(datasets) or tuple(spec.get("datasets", ["synthetic"])), host.datasets),
+        preset=p, seeds=list(dict.fromkeys(seeds or spec.get("seeds", [0]))),
+        params=parse_key_values(params, "--param"), device=device, data_root=data_root,
+        cache_dir=cache_dir or default_cache_dir(), weights=weights,
+    )
+    path, code = run_bench(name, spec, base, out_dir or Path("results") / f"bench-{preset_name}", plot=not no_plot)
+    click.echo(path.with_suffix(".md").read_text())
+    click.echo(f"results: {path} (+ .md, .png, .svg)", err=True)
+    sys.exit(int(code))
 
 
 @cli.group()

@@ -23,7 +23,7 @@ FORMATS = ("table", "markdown", "csv", "json")
 
 
 def _key(cell: dict[str, Any]) -> tuple:
-    return (cell["method"], cell.get("teacher"), str(cell["canvas"]))
+    return (cell["method"], cell.get("teacher"), str(cell["canvas"]), cell.get("variant") or "")
 
 
 def aggregate(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -34,9 +34,10 @@ def aggregate(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
             continue
         groups.setdefault((*_key(c), c["dataset"], c.get("config_hash")), []).append(c)
     rows = []
-    for (method, teacher, _canvas, dataset, h), members in groups.items():
+    for (method, teacher, _canvas, variant, dataset, h), members in groups.items():
         row: dict[str, Any] = {
             "method": method, "teacher": teacher, "canvas": members[0]["canvas"], "dataset": dataset,
+            "variant": variant,
             "config_hash": h, "seeds": sorted({m.get("seed", 0) for m in members}), "n": len(members),
             "role": members[0].get("role", "main"), "kind": members[0].get("kind"),
         }
@@ -58,10 +59,12 @@ def _canvas_sort(canvas: Any) -> tuple[int, int]:
 def _reference(rows: list[dict[str, Any]], row: dict[str, Any]) -> dict[str, Any] | None:
     same_ds = [r for r in rows if r["dataset"] == row["dataset"]]
     if row.get("teacher"):
-        teacher_rows = [r for r in same_ds if r["method"] == row["teacher"] and not r.get("teacher") and r["canvas"] != "dynamic"]
+        teacher_rows = [r for r in same_ds if r["method"] == row["teacher"] and not r.get("teacher")
+                        and r["canvas"] != "dynamic" and not r.get("variant")]
         if teacher_rows:
             return max(teacher_rows, key=lambda r: int(r["canvas"]))
-    own = [r for r in same_ds if r["method"] == row["method"] and r.get("teacher") == row.get("teacher") and r["canvas"] != "dynamic"]
+    own = [r for r in same_ds if _row_key(r)[:2] == _row_key(row)[:2] and r.get("variant") == row.get("variant")
+           and r["canvas"] != "dynamic"]
     return max(own, key=lambda r: int(r["canvas"])) if own else None
 
 
@@ -83,7 +86,12 @@ def _canvas_label(canvas: Any) -> str:
 
 
 def _method_label(row: dict[str, Any]) -> str:
-    return f"{row['method']} ← {row['teacher']}" if row.get("teacher") else row["method"]
+    label = f"{row['method']} ← {row['teacher']}" if row.get("teacher") else row["method"]
+    return f"{label} [{row['variant']}]" if row.get("variant") else label
+
+
+def _row_key(r: dict[str, Any]) -> tuple:
+    return (r["method"], r.get("teacher"), str(r["canvas"]), r.get("variant") or "")
 
 
 def build_table(cells: list[dict[str, Any]]) -> tuple[list[str], list[list[str]], list[dict[str, Any]]]:
@@ -93,16 +101,16 @@ def build_table(cells: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]
     # method order: first appearance, teachers before the students distilled from them
     order = {m: i for i, m in enumerate(dict.fromkeys(r["method"] for r in rows))}
     for r in sorted(rows, key=lambda r: (r["role"] == "main", order[r["method"]], _canvas_sort(r["canvas"]))):
-        line_keys.setdefault((r["method"], r.get("teacher"), str(r["canvas"])), r)
+        line_keys.setdefault(_row_key(r), r)
     headers = ["Method", "Canvas", "Params (M)"]
     for ds in datasets:
         headers += [f"{ds} Top1 (%)", f"{ds} Top10 (%)", f"{ds} GFLOPs", f"{ds} ms/query"]
     table = []
-    for (method, teacher, canvas), first in line_keys.items():
+    for key, first in line_keys.items():
         line = [_method_label(first), _canvas_label(first["canvas"]),
                 f"{first['params_m']:.2f}" if first.get("params_m") is not None else "-"]
         for ds in datasets:
-            match = [r for r in rows if r["dataset"] == ds and (r["method"], r.get("teacher"), str(r["canvas"])) == (method, teacher, canvas)]
+            match = [r for r in rows if r["dataset"] == ds and _row_key(r) == key]
             if not match:
                 line += ["-"] * 4
                 continue

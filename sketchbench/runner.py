@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from .cache import ArtifactCache, stable_hash
 from .data import RunData
+from .distributed import barrier, init_from_env, is_main
 from .dataset import DatasetOptions, DatasetSource
 from .errors import ExitCode, SketchbenchError
 from .evaluate import evaluate
@@ -108,6 +109,7 @@ class Runner:
         self.host = host or get_host()
         self.preset = config.preset
         self.device = resolve_device(config.device)
+        init_from_env(self.device)  # under torchrun: join the process group
         self.cache = ArtifactCache(config.cache_dir)
         self._trained: dict[str, Method] = {}
         self._data: dict[tuple[str, int], RunData] = {}
@@ -158,14 +160,27 @@ class Runner:
         for name in c.methods:
             self.params_for(name)
 
-    def params_for(self, name: str) -> dict[str, Any]:
-        given = {}
+    def _given(self, name: str) -> dict[str, str]:
+        """The ``--param`` values that apply to ``name``: ``METHOD.KEY`` for it, or a bare ``KEY``
+        when it is one of the run's methods and declares the key."""
         declared = self.method_class(name).params
+        given = {}
         for key, value in self.config.params.items():
             target, _, k = key.rpartition(".")
             if (target == name or (not target and name in self.config.methods)) and k in declared:
                 given[k] = value
-        return resolve_params(name, declared, self.preset.name, given)
+        return given
+
+    def params_for(self, name: str) -> dict[str, Any]:
+        return resolve_params(name, self.method_class(name).params, self.preset.name, self._given(name))
+
+    def variant(self, name: str) -> str:
+        """A short label of what this run changed for ``name`` (given params, preset overrides):
+        rows of a sweep stay apart in reports."""
+        parts = [f"{k}={v}" for k, v in self._given(name).items()]
+        if name in self.config.methods:
+            parts += [f"{k}={v}" for k, v in self.preset.overrides.items()]
+        return ",".join(parts)
 
     # -- the grid --------------------------------------------------------------------------
     def cells(self) -> list[Cell]:
@@ -267,6 +282,8 @@ class Runner:
             pretrained=self.config.pretrained, weights=self.config.weights,
         )
         method = cls(ctx)
+        if upstream_obj is not None:
+            method.bind_upstream(upstream_obj)  # also when restored from a checkpoint below
         state = self.cache.load("checkpoints", key)
         seconds = 0.0
         if state is not None:
@@ -279,7 +296,9 @@ class Runner:
             seconds = time.perf_counter() - t0
             state = method.state()
             state["train_seconds"] = seconds
-            self.cache.save("checkpoints", key, state)
+            if is_main():  # under torchrun, rank 0 alone writes checkpoints
+                self.cache.save("checkpoints", key, state)
+            barrier()
         seconds = float(state.get("train_seconds", seconds)) if isinstance(state, dict) else seconds
         method.eval()
         self._trained[key] = method
@@ -297,6 +316,7 @@ class Runner:
 
     def run(self) -> tuple[dict[str, Any], ExitCode]:
         out = self.output_path()
+        main = is_main()
         if out.exists():
             results = load_results(out)
         else:
@@ -307,11 +327,12 @@ class Runner:
             results = new_results(self.config.resolved(), self.config_hash(), str(self.device))
         if self.config.shard != (1, 1):
             results["config"]["shard"] = list(self.config.shard)
-        write_results(out, results)  # fail early when the path is not writable
+        if main:
+            write_results(out, results)  # fail early when the path is not writable
         done = {cell_id(c) for c in results["cells"] if c.get("status") == "ok"}
         cells = self.cells()
         failed = 0
-        bar = tqdm(cells, desc="cells", unit="cell", leave=False)
+        bar = tqdm(cells, desc="cells", unit="cell", leave=False, disable=not main)
         try:
             for cell in bar:
                 h = self.cell_hash(cell)
@@ -321,7 +342,8 @@ class Runner:
                 record = self.run_cell(cell, h)
                 results["cells"] = [c for c in results["cells"] if cell_id(c) != (h, cell.seed)]
                 results["cells"].append(record)
-                write_results(out, results)
+                if main:
+                    write_results(out, results)
                 if record["status"] != "ok":
                     failed += 1
                     tqdm.write(f"error: {cell.method} on {cell.dataset} @ {cell.canvas}: {record['error']}")
@@ -346,6 +368,7 @@ class Runner:
             "flops_convention": FLOPS_CONVENTION,
             "config_hash": h,
             "params": self.params_for(cell.method),
+            "variant": self.variant(cell.method),
             "kind": self.method_class(cell.method).kind,
             "device": str(self.device),
         }

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from .distributed import average_gradients, gather_in_order, is_main, world
 from .errors import SketchbenchError, TrainingError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -165,6 +166,8 @@ def triplet_batches(
     hard: list[list[int]] | None = None,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """One epoch of ``(sketch idx, positive photo idx, negative photo idx)`` batches."""
+    from .distributed import local_slice
+
     order = rng.permutation(len(pairs))
     pos_all = pairs.numpy()
     for start in range(0, len(order), batch_size):
@@ -173,7 +176,8 @@ def triplet_batches(
             continue
         p = pos_all[a]
         n = sample_negatives(p, num_photos, rng, hard, a)
-        yield torch.from_numpy(a), torch.from_numpy(p), torch.from_numpy(n)
+        # under torchrun every process draws the same global batch and keeps its slice
+        yield tuple(local_slice(torch.from_numpy(x)) for x in (a, p, n))  # type: ignore[misc]
 
 
 def random_flip(images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -230,7 +234,8 @@ class Trainer:
         return contextlib.nullcontext()
 
     def epochs(self, n: int, steps_per_epoch: int) -> Iterator[int]:
-        self._bar = tqdm(total=max(1, n * steps_per_epoch), desc=self.desc, leave=False, unit="step")
+        self._bar = tqdm(total=max(1, n * steps_per_epoch), desc=self.desc, leave=False, unit="step",
+                         disable=not is_main())
         try:
             for e in range(n):
                 self.epoch = e
@@ -239,7 +244,9 @@ class Trainer:
             self._bar.close()
             self._bar = None
 
-    def step(self, loss: torch.Tensor) -> float:
+    def step(self, loss: torch.Tensor, local_count: int = 1, global_count: int | None = None) -> float:
+        """One optimiser step. Under torchrun, pass the number of items this process's loss
+        averaged over and the global batch size, so gradients average like DDP's."""
         value = float(loss.detach())
         if not np.isfinite(value):
             raise TrainingError(
@@ -248,6 +255,9 @@ class Trainer:
             )
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
+        if world()[1] > 1:
+            params = [p for g in self.optimizer.param_groups for p in g["params"]]
+            average_gradients(params, local_count, global_count or local_count * world()[1])
         if self.clip is not None:
             self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(
@@ -264,7 +274,10 @@ class Trainer:
 
 
 def embed_in_batches(fn, images: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """Apply an encoder to a uint8 tensor in batches, without gradients."""
+    """Apply an encoder to a uint8 tensor in batches, without gradients (split across processes
+    under torchrun, gathered back in order)."""
+    if world()[1] > 1:
+        return gather_in_order(fn, images, batch_size)
     outs = []
     with torch.inference_mode():
         for start in range(0, len(images), batch_size):
