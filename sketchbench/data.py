@@ -22,7 +22,7 @@ from .render import render_item, vectorise
 from .sketch import BadSketch, Sketch
 
 #: bump when the renderer's output changes, to invalidate cached canvases
-RENDER_VERSION = "1"
+RENDER_VERSION = "2"
 
 
 def _limit(split: Split, limit: int, seed: int) -> Split:
@@ -98,9 +98,10 @@ class RunData:
         """The split's photos: uint8 ``(P, 3, S, S)``."""
         photos = self.split(split).photos
         if photos is None:
+            note = self.dataset.meta.get("photos")  # the loader's account of what is missing, if any
             raise DataError(
-                f"dataset {self.name!r} has no photos here, so it cannot be used for retrieval "
-                "(put the photos in the layout shown by 'sketchbench list datasets')"
+                f"dataset {self.name!r}: photos are missing, so it cannot be used for retrieval"
+                + (f" ({note})" if isinstance(note, str) else " (see docs/datasets.md for the expected layout)")
             )
         return torch.from_numpy(np.ascontiguousarray(photos)).permute(0, 3, 1, 2)
 
