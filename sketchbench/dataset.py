@@ -77,6 +77,8 @@ class DatasetOptions:
     size: dict[str, Any] = field(default_factory=dict)
     #: False for ``data info``: loaders may then skip decoding photos
     need_photos: bool = True
+    #: the run's artifact cache directory, for loaders that cache slow parsing (``None``: no cache)
+    cache_dir: Path | None = None
 
 
 class DatasetSource(ABC):

@@ -310,11 +310,11 @@ def _stem(name: str) -> str:
 PARSER_VERSION = "1"
 
 
-def parse_all(sketch_root: Path, files: list[Path]) -> dict[str, Sketch | str]:
+def parse_all(sketch_root: Path, files: list[Path], cache_dir: Path | None = None) -> dict[str, Sketch | str]:
     """Every SVG as a Sketch, or the reason it is unusable, keyed ``<category>/<file name>``.
 
-    Parsing 75k SVGs takes minutes, so the result is kept in the artifact cache (the default cache
-    directory: ``SKETCHBENCH_CACHE_DIR`` or ``~/.cache/sketchbench``), keyed by the files' names,
+    Parsing 75k SVGs takes minutes, so the result is kept in the run's artifact cache (``cache_dir``,
+    else the default: ``SKETCHBENCH_CACHE_DIR`` or ``~/.cache/sketchbench``), keyed by the files' names,
     sizes and modification times and by :data:`PARSER_VERSION`.
     """
     from tqdm.auto import tqdm
@@ -323,7 +323,7 @@ def parse_all(sketch_root: Path, files: list[Path]) -> dict[str, Sketch | str]:
     from sketchbench.errors import SketchbenchError
 
     try:
-        cache = ArtifactCache(default_cache_dir())
+        cache = ArtifactCache(cache_dir or default_cache_dir())
     except SketchbenchError:  # an unwritable cache only costs time
         cache = ArtifactCache(None)
     names = [f"{f.parent.name}/{f.name}" for f in files]
@@ -394,7 +394,7 @@ class Sketchy(DatasetSource):
         index = {s: {pid: i for i, pid in enumerate(ids)} for s, ids in split_photos.items()}
 
         all_svgs = [f for c in categories for f in svgs[c]]
-        parsed = parse_all(sketch_root, all_svgs)
+        parsed = parse_all(sketch_root, all_svgs, options.cache_dir)
         items: dict[str, list[SketchItem]] = {"train": [], "test": []}
         skipped = excluded = 0
         for f in all_svgs:
