@@ -436,7 +436,13 @@ def bench(name, preset, overrides, datasets, seeds, params, device, data_root, c
 
 @cli.group()
 def data() -> None:
-    """Inspect datasets."""
+    """Inspect datasets.
+
+    \b
+    Examples:
+      sketchbench data info synthetic
+      sketchbench data info chairv2 --data-root ../shared/data/chairv2
+    """
 
 
 @data.command("info")

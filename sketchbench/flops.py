@@ -13,7 +13,6 @@ import copy
 from typing import Any
 
 import torch
-import torch_pruning as tp
 from torch import nn
 
 FLOPS_CONVENTION = (
@@ -44,6 +43,8 @@ def _lower_fused(model: nn.Module) -> nn.Module:
 
 def count_flops(module: nn.Module, example_inputs: Any) -> tuple[float, int]:
     """(FLOPs, params) of one forward pass of ``module`` on ``example_inputs`` (batch 1)."""
+    import torch_pruning as tp  # imported here: it pulls in timm, which listing commands do not need
+
     model = _lower_fused(copy.deepcopy(module)).eval()
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     if isinstance(example_inputs, torch.Tensor):

@@ -20,7 +20,7 @@ from typing import Any
 import pluggy
 
 from . import hookspecs
-from .errors import PluginError
+from .errors import PluginError, did_you_mean
 from .registry import Registry
 
 ENTRY_POINT_GROUP = "sketchbench"
@@ -69,10 +69,25 @@ class PluginHost:
 
     # -- loading --------------------------------------------------------------------------
     def _fail(self, info: PluginInfo, message: str) -> None:
+        # one line, whatever the exception's message holds (some span several lines)
+        message = next((line.strip() for line in message.splitlines() if line.strip()), message.strip())
         info.error = message
+        where = ""
+        if info.source == "entry point" and info.distribution:
+            where = f" (from {info.distribution}{' ' + info.version if info.version else ''})"
         if _strict():
-            raise PluginError(f"plugin {info.name!r} failed to load: {message}")
-        print(f"warning: skipping plugin {info.name!r}: {message}", file=sys.stderr)
+            raise PluginError(f"plugin {info.name!r}{where} failed to load: {message}")
+        print(f"warning: skipping plugin {info.name!r}{where}: {message}", file=sys.stderr)
+
+    def _register(self, plugin: object, info: PluginInfo) -> None:
+        """Register with pluggy, refusing hook implementations no hookspec declares (a typo such
+        as ``register_method`` would otherwise be ignored without a word)."""
+        self.pm.register(plugin, name=info.name)
+        unknown = [c.name for c in self.pm.get_hookcallers(plugin) or [] if not c.has_spec()]
+        if unknown:
+            self.pm.unregister(name=info.name)
+            known = [n for n, caller in vars(self.pm.hook).items() if caller.has_spec()]
+            raise PluginError(f"unknown hook {unknown[0]!r}." + did_you_mean(unknown[0], known))
 
     def load_builtins(self, modules: tuple[str, ...] = BUILTIN_PLUGINS) -> None:
         blocked = _env_list("SKETCHBENCH_DISABLE_PLUGINS") or set()
@@ -82,10 +97,9 @@ class PluginHost:
             info = PluginInfo(module_name, "builtin", "sketchbench", _version())
             self.plugins[module_name] = info
             try:
-                module = importlib.import_module(module_name)
-                self.pm.register(module, name=module_name)
+                self._register(importlib.import_module(module_name), info)
             except Exception as exc:
-                self._fail(info, f"{type(exc).__name__}: {exc}")
+                self._fail(info, _describe(exc))
 
     def load_entry_points(self) -> None:
         allowed = _env_list("SKETCHBENCH_LOAD_PLUGINS")
@@ -93,25 +107,27 @@ class PluginHost:
         for ep in md.entry_points(group=ENTRY_POINT_GROUP):
             if ep.name in blocked or (allowed is not None and ep.name not in allowed):
                 continue
-            if ep.name in self.plugins:
+            dist_name, dist_version = _distribution(ep)
+            seen = self.plugins.get(ep.name)
+            if seen is not None:
+                # the same distribution found twice on sys.path is fine; two distributions
+                # claiming one plugin name are not: the first one wins, loudly
+                if seen.distribution != dist_name:
+                    self._fail(PluginInfo(ep.name, "entry point", dist_name, dist_version),
+                               f"plugin name already used by {seen.distribution or seen.source}")
                 continue
-            dist = getattr(ep, "dist", None)
-            info = PluginInfo(
-                ep.name,
-                "entry point",
-                dist.metadata["Name"] if dist is not None else None,
-                dist.version if dist is not None else None,
-            )
+            info = PluginInfo(ep.name, "entry point", dist_name, dist_version)
             self.plugins[ep.name] = info
             try:
-                self.pm.register(ep.load(), name=ep.name)
+                self._register(ep.load(), info)
             except Exception as exc:
-                self._fail(info, f"{type(exc).__name__}: {exc}")
+                self._fail(info, _describe(exc))
 
     def register_plugin(self, plugin: object, name: str) -> None:
         """Register an in-process plugin object (tests, notebooks)."""
-        self.plugins[name] = PluginInfo(name, "in-process")
-        self.pm.register(plugin, name=name)
+        info = PluginInfo(name, "in-process")
+        self._register(plugin, info)
+        self.plugins[name] = info
         if self._registered:
             self._collect_from(name)
 
@@ -119,11 +135,7 @@ class PluginHost:
         self.pm.unregister(name=name)
         self.plugins.pop(name, None)
         for registry in (self.methods, self.datasets):
-            for entry in list(registry):
-                if entry.origin == name:
-                    registry._entries.pop(entry.name)
-                    for alias in entry.aliases:
-                        registry._aliases.pop(alias, None)
+            _drop(registry, name)
 
     # -- registration ---------------------------------------------------------------------
     def _collect_from(self, only: str | None = None) -> None:
@@ -147,6 +159,7 @@ class PluginHost:
                 except Exception as exc:
                     if info is None:
                         raise
+                    _drop(registry, origin)  # no half-registered plugin
                     self._fail(info, f"{hook_name} raised {type(exc).__name__}: {exc}")
                 if info is not None and hook_name not in info.hooks:
                     info.hooks.append(hook_name)
@@ -167,6 +180,33 @@ class PluginHost:
             except Exception as exc:
                 info = self.plugins.get(impl.plugin_name, PluginInfo(impl.plugin_name, "?"))
                 self._fail(info, f"register_commands raised {type(exc).__name__}: {exc}")
+
+
+def _describe(exc: Exception) -> str:
+    # our own errors already read as a sentence; others need their type (ImportError: ...)
+    return str(exc) if isinstance(exc, PluginError) else f"{type(exc).__name__}: {exc}"
+
+
+def _drop(registry: Registry[Any], origin: str) -> None:
+    """Remove every entry ``origin`` registered."""
+    for entry in list(registry):
+        if entry.origin == origin:
+            registry._entries.pop(entry.name)
+            for alias in entry.aliases:
+                registry._aliases.pop(alias, None)
+
+
+def _distribution(ep: md.EntryPoint) -> tuple[str | None, str | None]:
+    """Name and version of the distribution declaring ``ep``; ``None`` when its metadata is
+    missing or unreadable (a hand-made ``.dist-info`` must not break loading)."""
+    dist = getattr(ep, "dist", None)
+    if dist is None:
+        return None, None
+    try:
+        meta = dist.metadata
+        return (meta.get("Name") if meta is not None else None), dist.version
+    except Exception:
+        return None, None
 
 
 def _version() -> str:

@@ -23,8 +23,8 @@ from tqdm.auto import tqdm
 
 from .cache import ArtifactCache, stable_hash
 from .data import RunData
-from .distributed import barrier, init_from_env, is_main
 from .dataset import DatasetOptions, DatasetSource
+from .distributed import barrier, init_from_env, is_main
 from .errors import ExitCode, SketchbenchError
 from .evaluate import evaluate
 from .flops import FLOPS_CONVENTION
@@ -233,6 +233,7 @@ class Runner:
                 photo_size=self.preset.photo_size,
                 seed=seed,
                 size={"instances": self.preset.instances, "sketches_per_instance": self.preset.sketches_per_instance},
+                cache_dir=self.cache.root,
             )
             ds = source_cls().load(opts)
             self._data[key] = RunData(ds, self.preset, self.cache, seed=seed)

@@ -54,13 +54,22 @@ def registered_plugin(plugin: object, name: str = "test-plugin") -> Iterator[Non
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
-    """Run the ``sketchbench`` CLI in-process: ``(exit code, stdout, stderr)``."""
+    """Run the ``sketchbench`` CLI in-process: ``(exit code, stdout, stderr)``.
+
+    Commands added by plugins (``register_commands``, including plugins registered with
+    :func:`registered_plugin`) are available, on a copy of the group: the real one is untouched.
+    """
+    import copy
+
     from click.testing import CliRunner
 
     from .cli import cli
 
+    group = copy.copy(cli)
+    group.commands = dict(cli.commands)
+    get_host().add_commands(group)
     runner = CliRunner()
-    result = runner.invoke(cli, list(args), env=env, catch_exceptions=False)
+    result = runner.invoke(group, list(args), env=env, catch_exceptions=False, prog_name="sketchbench")
     return result.exit_code, result.stdout, result.stderr
 
 
