@@ -48,7 +48,7 @@ def evaluate(method: Method, data: RunData, canvas: int | str) -> dict[str, Any]
         sketch_emb: list[torch.Tensor | None] = [None] * len(items)
         for c in sorted(set(chosen)):
             idx = [i for i, x in enumerate(chosen) if x == c]
-            emb = embed_in_batches(method.encode_sketch, data.sketches("test", c)[idx], bs)
+            emb = embed_in_batches(method.encode_sketch, method.sketches_at(data, "test", c, idx), bs)
             for j, i in enumerate(idx):
                 sketch_emb[i] = emb[j]
         sketch = torch.stack(sketch_emb)  # type: ignore[arg-type]

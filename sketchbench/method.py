@@ -126,6 +126,17 @@ class Method(ABC):
         adds to each query's encoder FLOPs (e.g. the GRU over that sketch's sequence)."""
         return []
 
+    def sketches_at(self, data: RunData, split: str, canvas: int, indices: Sequence[int]) -> torch.Tensor:
+        """For dynamic methods: uint8 ``(len(indices), c, c)``, those sketches as this method's
+        encoder sees them at ``canvas``. Default: the cached renders; override to render your own
+        inputs (e.g. a crop of the sketch)."""
+        return data.sketches(split, canvas)[list(indices)]
+
+    def bind_upstream(self, upstream: Method) -> None:
+        """Receive the trained upstream method before ``train`` or ``load_state`` (a method restored
+        from a checkpoint gets it only this way). Default: ignored."""
+        return None
+
     def extra_metrics(self, data: RunData, canvas: int | None) -> dict[str, float]:
         """Method-specific metrics added to the result cell (e.g. on-the-fly retrieval)."""
         return {}

@@ -1,0 +1,186 @@
+"""What every dynamic-canvas method here shares: it sits on a trained, frozen upstream student
+(``upstream = "sketchynet-v1"``) and only decides at which canvas each query sketch is rendered.
+
+Encoding, distances and the counted sketch branch are the upstream's, reached through the public
+:class:`~sketchbench.Method` interface only (the upstream plugin is never imported), so a query's
+FLOPs are the upstream's at the chosen canvas (plus the selector's, where there is one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from sketchbench import (
+    BadSketch,
+    Method,
+    MethodContext,
+    RunData,
+    Sketch,
+    SketchbenchError,
+    SketchItem,
+    render_item,
+    vectorise,
+)
+
+from .selectors import THUMBNAIL, SelectorBundle
+
+
+class OnUpstream(Method):
+    """A dynamic method whose encoders are those of a frozen upstream method."""
+
+    dynamic = True
+    upstream = "sketchynet-v1"
+    needs_teacher = False
+
+    _upstream: Method | None = None
+
+    # -- the upstream ---------------------------------------------------------------------------
+    def bind_upstream(self, upstream: Method) -> None:
+        self._upstream = upstream
+
+    @property
+    def up(self) -> Method:
+        if self._upstream is None:
+            raise SketchbenchError(
+                f"{self.ctx.name}: no trained upstream was given (it runs on a frozen {self.upstream}); "
+                "pass upstream=... to train()"
+            )
+        return self._upstream
+
+    def freeze_upstream(self, upstream: Method | None) -> Method:
+        if upstream is None:
+            upstream = self._upstream
+        if upstream is None:
+            raise SketchbenchError(f"{self.ctx.name} needs its trained upstream ({self.upstream}) to train")
+        self.bind_upstream(upstream)
+        # frozen: only ever run in eval mode under inference_mode (embed_in_batches), never
+        # updated; its parameters are left untouched since the runner shares the object
+        upstream.eval()
+        return upstream
+
+    def encode_sketch(self, images: torch.Tensor) -> torch.Tensor:
+        return self.up.encode_sketch(images)
+
+    def encode_photo(self, images: torch.Tensor) -> torch.Tensor:
+        return self.up.encode_photo(images)
+
+    def distance(self, sketches: torch.Tensor, photos: torch.Tensor) -> torch.Tensor:
+        return self.up.distance(sketches, photos)
+
+    def sketch_branch(self) -> nn.Module:
+        return self.up.sketch_branch()
+
+    def sketch_input(self, canvas: int, batch: int = 1) -> torch.Tensor:
+        return self.up.sketch_input(canvas, batch)
+
+    def prepare_sketch(self, images: torch.Tensor) -> torch.Tensor:
+        return self.up.prepare_sketch(images)
+
+    def eval(self) -> Method:
+        super().eval()
+        if self._upstream is not None:
+            self._upstream.eval()
+        return self
+
+
+def canvas_set(data: RunData, canvases: Sequence[int] | None = None) -> list[int]:
+    """The canvases to choose from, ascending: the ones given (the runner passes the preset's
+    for a dynamic method), else the preset's."""
+    cs = sorted({int(c) for c in (canvases or data.preset.canvases)})
+    if not cs:
+        raise SketchbenchError("the canvas set is empty")
+    return cs
+
+
+def item_vectors(items: Sequence[SketchItem], data: RunData) -> list[Sketch]:
+    """Vector form of each item; raster-only items are vectorised (as ``data.vectors`` does, and
+    through it when ``items`` is a whole split, so its cache is shared)."""
+    for split in ("train", "test"):
+        if items is data.items(split):
+            return data.vectors(split)
+    out = []
+    for item in items:
+        if item.vector is not None:
+            out.append(item.vector)
+            continue
+        try:
+            out.append(vectorise(item.raster))
+        except BadSketch:
+            out.append(Sketch(np.array([[0.5, 0.5, 1.0]], dtype=np.float32)))
+    return out
+
+
+def item_thumbnails(items: Sequence[SketchItem], data: RunData, size: int) -> torch.Tensor:
+    """uint8 ``(N, size, size)`` renders of the items (the cached renders for a whole split)."""
+    split = split_of(items, data)
+    if split is not None:
+        return data.sketches(split, size)
+    return torch.from_numpy(np.stack([render_item(i.vector, i.raster, size) for i in items]))
+
+
+def split_of(items: Sequence[SketchItem], data: RunData) -> str | None:
+    """``"train"``/``"test"`` when ``items`` is that whole split (the runner passes the test split)."""
+    for split in ("train", "test"):
+        if items is data.items(split):
+            return split
+    return None
+
+
+class SelectorOnUpstream(OnUpstream):
+    """A dynamic method whose canvas choice is a selector network (:class:`SelectorBundle`):
+    argmax at inference, and the selector's own FLOPs added to each query's.
+
+    Subclasses declare the params ``encoder``, ``hidden``, ``max_points`` and ``coords``.
+    """
+
+    def __init__(self, ctx: MethodContext) -> None:
+        super().__init__(ctx)
+        self.build_selector(ctx.preset.canvases)
+
+    def build_selector(self, canvases: Sequence[int]) -> None:
+        cs = sorted({int(c) for c in canvases})
+        with torch.random.fork_rng(devices=[]):  # a seeded initialisation, without touching the global RNG
+            torch.manual_seed(self.ctx.seed)
+            self.bundle = SelectorBundle(self.p["encoder"], cs, self.p["hidden"], self.p["max_points"],
+                                         self.p["coords"]).to(self.device)
+
+    def prepare_training(self, data: RunData, canvases: Sequence[int]) -> tuple[list[int], Any]:
+        """(canvas set, the training sketches' selector inputs): rebuilds the selector for the
+        canvases given and fits the input normalisation on the training split."""
+        cs = canvas_set(data, canvases)
+        if cs != self.bundle.canvases:
+            self.build_selector(cs)
+        items = data.items("train")
+        if len(items) < 2:
+            raise SketchbenchError(f"{self.ctx.name}: the selector needs at least two training sketches")
+        if self.bundle.encoder != "image":
+            self.bundle.fit_inputs(data.vectors("train"))
+        return cs, self.selector_inputs(items, data)
+
+    def modules(self) -> nn.Module:
+        return self.bundle
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        saved = [int(c) for c in state["state_dict"]["canvas_set"].tolist()]
+        if saved != self.bundle.canvases:
+            self.build_selector(saved)
+        self.bundle.load_state_dict(state["state_dict"])
+        self.bundle.clear_memo()
+
+    def selector_inputs(self, items: Sequence[SketchItem], data: RunData) -> list[torch.Tensor] | torch.Tensor:
+        split = split_of(items, data)
+        key = (id(data), split) if split is not None else None
+        if self.bundle.encoder == "image":
+            return self.bundle.inputs(None, item_thumbnails(items, data, THUMBNAIL), key)
+        return self.bundle.inputs(item_vectors(items, data), None, key)
+
+    def choose_canvases(self, items: Sequence[SketchItem], data: RunData) -> list[int]:
+        return self.bundle.predict(self.selector_inputs(items, data), self.device)
+
+    def selector_flops_inputs(self, items: Sequence[SketchItem], data: RunData) -> list[tuple[nn.Module, tuple]]:
+        return self.bundle.flops_inputs(self.selector_inputs(items, data), self.device)
