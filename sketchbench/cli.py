@@ -154,11 +154,15 @@ def run(methods, datasets, teacher, canvases, preset, overrides, params, seeds, 
         shard=_parse_shard(shard),
         debug=debug,
     )
-    from .distributed import is_main
+    from .distributed import is_main, shutdown
 
     runner = Runner(config, host)
-    results, code = runner.run()
-    if is_main():
+    try:
+        results, code = runner.run()
+        main_process = is_main()
+    finally:
+        shutdown()
+    if main_process:
         click.echo(render(results["cells"], fmt))
         click.echo(f"\nresults: {results['path']}", err=True)
     sys.exit(int(code))

@@ -46,6 +46,13 @@ def init_from_env(device: torch.device) -> bool:
     return True
 
 
+def shutdown() -> None:
+    """Leave the process group cleanly (an undestroyed gloo group can abort at exit)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def barrier() -> None:
     if world()[1] > 1:
         dist.barrier()

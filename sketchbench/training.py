@@ -88,7 +88,8 @@ def create_backbone(
 
         raise SketchbenchError(f"unknown backbone {name!r}." + did_you_mean(name, timm.list_models()))
     try:
-        model = timm.create_model(name, pretrained=pretrained, num_classes=0, global_pool=pool, in_chans=in_chans)
+        with _offline_if_unreachable(pretrained):
+            model = timm.create_model(name, pretrained=pretrained, num_classes=0, global_pool=pool, in_chans=in_chans)
     except Exception as exc:
         if pretrained:
             raise SketchbenchError(
@@ -102,6 +103,33 @@ def create_backbone(
     if weights is not None:
         load_weights(model, weights)
     return model
+
+
+@contextlib.contextmanager
+def _offline_if_unreachable(pretrained: bool):
+    """When the weights hub cannot even be resolved, switch huggingface_hub to offline mode so
+    ``--pretrained`` uses a local cache or fails at once, instead of retrying for a minute."""
+    if not pretrained:
+        yield
+        return
+    import socket
+
+    try:
+        socket.getaddrinfo("huggingface.co", 443)
+        reachable = True
+    except OSError:
+        reachable = False
+    try:
+        from huggingface_hub import constants
+    except ImportError:  # pragma: no cover - timm depends on it
+        yield
+        return
+    previous = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = previous or not reachable
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = previous
 
 
 def load_weights(model: nn.Module, path: Path) -> None:

@@ -54,6 +54,7 @@ def test_gather_in_order_drops_padding_duplicates(tmp_path):
         "assert out.shape == (7, 2), out.shape\n"
         "assert torch.equal(out, x.float() * 2)\n"
         "print('ok', dist.get_rank())\n"
+        "dist.destroy_process_group()\n"
     )
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "3",
