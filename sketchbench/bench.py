@@ -39,7 +39,7 @@ from .errors import ExitCode, SketchbenchError, did_you_mean
 from .presets import load_preset
 from .report import render
 from .results import load_results, new_results, write_results
-from .runner import RunConfig, Runner
+from .runner import RunConfig, Runner, resolve_device
 
 
 def default_bench_dir() -> Path:
@@ -98,7 +98,7 @@ def run_bench(name: str, spec: dict[str, Any], base: RunConfig, out_dir: Path, p
     if not results_path.exists():
         write_results(results_path, new_results(
             {"bench": name, "spec": spec, "preset": base.preset.to_dict(), "datasets": base.datasets, "seeds": base.seeds},
-            name, str(base.device),
+            name, str(resolve_device(base.device)),
         ))
     code = ExitCode.OK
     configs = expand(spec, replace(base, out=results_path))

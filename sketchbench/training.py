@@ -57,6 +57,18 @@ def to_input(images: torch.Tensor, channels: int = 3, device: torch.device | str
     return x
 
 
+def edge_map(photos: torch.Tensor) -> torch.Tensor:
+    """uint8 photos ``(B, 3, H, W)`` → uint8 ``(B, H, W)`` Sobel edge maps, dark edges on white,
+    scaled per image: the photo modality of the original Triplet-SN (which used edge maps), and a
+    bridge between photos and sketches for networks trained from scratch."""
+    grey = photos.float().mean(dim=1, keepdim=True) / 255.0
+    kx = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]], device=grey.device)
+    g = F.conv2d(F.pad(grey, (1, 1, 1, 1), mode="replicate"), torch.stack([kx, kx.t()]).unsqueeze(1))
+    mag = g.pow(2).sum(1).sqrt()
+    mag = mag / mag.amax(dim=(1, 2), keepdim=True).clamp_min(1e-6)
+    return (255.0 * (1.0 - mag)).round().clamp(0, 255).to(torch.uint8)
+
+
 # -- backbones ---------------------------------------------------------------------------------
 class PooledFeatures(nn.Module):
     """A network's convolutional trunk followed by global pooling: the paper's "features +

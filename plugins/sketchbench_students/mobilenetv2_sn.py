@@ -31,6 +31,7 @@ from sketchbench import Method, MethodContext, Param, RunData, SketchbenchError
 from sketchbench.training import (
     Trainer,
     create_backbone,
+    edge_map,
     random_flip,
     random_shift,
     to_input,
@@ -48,6 +49,10 @@ TRIPLET_PARAMS: dict[str, Param] = {
     "lr": Param(0.0, "learning rate (0 = the preset's)"),
     "epochs": Param(0, "epochs (0 = the preset's)"),
     "augment": Param(True, "random sketch shifts and horizontal flips of sketches and photos"),
+    "photo_input": Param(
+        "rgb", "photos as RGB (the paper, with ImageNet weights) or as Sobel edge maps (the offline recipe: "
+        "without pretrained weights a shared network learns sketch-photo matching far better on edge maps)",
+        choices=("rgb", "edges"), presets={"smoke": "edges", "cpu": "edges"}),
 }
 
 STUDENT_PARAMS: dict[str, Param] = {
@@ -115,6 +120,8 @@ class TripletStudent(Method):
     def forward(self, images: torch.Tensor, with_map: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
         """uint8 images → (L2-normalised embedding, last feature map or None)."""
         net = self._net()
+        if images.dim() == 4 and images.shape[1] == 3 and self.p.get("photo_input") == "edges":
+            images = edge_map(images)
         x = to_input(images, self.in_chans, self.device)
         if with_map:
             fmap = net.forward_features(x)
