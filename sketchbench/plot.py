@@ -36,7 +36,8 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
 def _label(row: dict[str, Any]) -> str:
     c = "dyn" if row["canvas"] == "dynamic" else str(row["canvas"])
     t = f"←{row['teacher']}" if row.get("teacher") else ""
-    return f"{row['method']}{t}@{c}"
+    v = f" [{row['variant']}]" if row.get("variant") else ""
+    return f"{row['method']}{t}@{c}{v}"
 
 
 def plot_results(cells: list[dict[str, Any]], out_prefix: Path, metric: str = "acc1") -> list[Path]:

@@ -98,9 +98,17 @@ def build_table(cells: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]
     rows = aggregate(cells)
     datasets = list(dict.fromkeys(r["dataset"] for r in rows))
     line_keys: OrderedDict[tuple, dict[str, Any]] = OrderedDict()
-    # method order: first appearance, teachers before the students distilled from them
+    # the poster's layout: each teacher's rows, then the methods distilled from it; otherwise
+    # methods in order of first appearance, canvases ascending, dynamic last
     order = {m: i for i, m in enumerate(dict.fromkeys(r["method"] for r in rows))}
-    for r in sorted(rows, key=lambda r: (r["role"] == "main", order[r["method"]], _canvas_sort(r["canvas"]))):
+    group = {g: i for i, g in enumerate(dict.fromkeys(r.get("teacher") or r["method"] for r in rows))}
+
+    def sort_key(r: dict[str, Any]) -> tuple:
+        g = r.get("teacher") or r["method"]
+        return (group.get(g, 0), r.get("teacher") is not None, order[r["method"]], r.get("variant") or "",
+                _canvas_sort(r["canvas"]))
+
+    for r in sorted(rows, key=sort_key):
         line_keys.setdefault(_row_key(r), r)
     headers = ["Method", "Canvas", "Params (M)"]
     for ds in datasets:
