@@ -10,7 +10,8 @@ from __future__ import annotations
 import contextlib
 import os
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -218,6 +219,52 @@ def triplet_batches(
         n = sample_negatives(p, num_photos, rng, hard, a)
         # under torchrun every process draws the same global batch and keeps its slice
         yield tuple(local_slice(torch.from_numpy(x)) for x in (a, p, n))  # type: ignore[misc]
+
+
+@dataclass
+class TripletBatch:
+    """One step of triplet training: indices into the train split, and the uint8 images ready to
+    embed (augmented): the anchor sketches at each training canvas, the positive and negative photos."""
+
+    anchors: torch.Tensor
+    positives: torch.Tensor
+    negatives: torch.Tensor
+    sketches: dict[int, torch.Tensor]
+    pos: torch.Tensor
+    neg: torch.Tensor
+
+
+def triplet_epochs(
+    data, trainer: Trainer, *, epochs: int, canvases: Sequence[int], seed: int, augment: bool = True,
+    sketch_transform: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
+) -> Iterator[TripletBatch]:
+    """The triplet training loop every triplet-trained method shares: ``epochs`` passes over the
+    train split in batches of the preset's size, negatives never equal to the positive (hard
+    ones from the dataset's annotations when it has them), joint random flips of photos and
+    flips + shifts of sketches (``augment``), sketches taken from the cached renders at each
+    canvas. ``sketch_transform`` (e.g. random erasing) runs on sketches before the augmentation.
+    Seeded by ``seed``; the trainer's progress bar counts the steps."""
+    preset = data.preset
+    sketches = {c: data.sketches("train", c) for c in canvases}
+    photos, pairs = data.photos("train"), data.pairs("train")
+    hard = data.split("train").hard_negatives
+    rng = np.random.default_rng(seed)
+    gen = torch.Generator().manual_seed(seed)
+    steps = max(1, (len(pairs) + preset.batch_size - 1) // preset.batch_size)
+    for _ in trainer.epochs(epochs, steps):
+        for a, p, n in triplet_batches(pairs, photos.shape[0], preset.batch_size, rng, hard):
+            pos, neg = photos[p], photos[n]
+            if augment:
+                pos, neg = random_flip(pos, gen), random_flip(neg, gen)
+            views = {}
+            for c in canvases:
+                s = sketches[c][a]
+                if sketch_transform is not None:
+                    s = sketch_transform(s, gen)
+                if augment:
+                    s = random_shift(random_flip(s, gen), generator=gen)
+                views[c] = s
+            yield TripletBatch(a, p, n, views, pos, neg)
 
 
 def random_flip(images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -46,7 +46,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import NamedTuple
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -57,10 +56,8 @@ from sketchbench.training import (
     PooledFeatures,
     Trainer,
     create_backbone,
-    random_flip,
-    random_shift,
     to_input,
-    triplet_batches,
+    triplet_epochs,
 )
 
 
@@ -231,28 +228,17 @@ class PartialOT(Method):
     def train(self, data: RunData, canvases: Sequence[int], teacher: Method | None = None,
               upstream: Method | None = None) -> None:
         canvas = int(canvases[0])
-        preset = data.preset
-        epochs = self.p["epochs"] or preset.epochs
-        lr = self.p["lr"] or preset.lr
-        sketches, photos, pairs = data.sketches("train", canvas), data.photos("train"), data.pairs("train")
-        hard = data.split("train").hard_negatives
-        rng = np.random.default_rng(self.ctx.seed)
-        gen = torch.Generator().manual_seed(self.ctx.seed)
-        steps = max(1, (len(pairs) + preset.batch_size - 1) // preset.batch_size)
+        lr = self.p["lr"] or data.preset.lr
         trainer = Trainer(self.net.parameters(), lr=lr, device=self.device, desc=self.ctx.name)
         self.net.train()
-        for _ in trainer.epochs(epochs, steps):
-            for a, p, n in triplet_batches(pairs, photos.shape[0], preset.batch_size, rng, hard):
-                s, pos, neg = sketches[a], photos[p], photos[n]
-                s = erase_blocks(s, self.p["p_mask"], gen)
-                if self.p["augment"]:
-                    pos, neg = random_flip(pos, gen), random_flip(neg, gen)
-                    s = random_shift(random_flip(s, gen), generator=gen)
-                with trainer.autocast():
-                    fa, fp, fn = self.regions(s), self.regions(pos), self.regions(neg)
-                # the OT runs in float32 outside autocast (log-domain iterations)
-                loss = F.relu(self.p["margin"] + self.ot(fa, fp).distance - self.ot(fa, fn).distance).mean()
-                trainer.step(loss)
+        for b in triplet_epochs(data, trainer, epochs=self.p["epochs"] or data.preset.epochs, canvases=[canvas],
+                                seed=self.ctx.seed, augment=self.p["augment"],
+                                sketch_transform=lambda s, gen: erase_blocks(s, self.p["p_mask"], gen)):
+            with trainer.autocast():
+                fa, fp, fn = self.regions(b.sketches[canvas]), self.regions(b.pos), self.regions(b.neg)
+            # the OT runs in float32 outside autocast (log-domain iterations)
+            loss = F.relu(self.p["margin"] + self.ot(fa, fp).distance - self.ot(fa, fn).distance).mean()
+            trainer.step(loss)
         self.net.eval()
 
 

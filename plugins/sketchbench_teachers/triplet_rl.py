@@ -49,10 +49,8 @@ from sketchbench.errors import SketchbenchError
 from sketchbench.training import (
     Trainer,
     create_backbone,
-    random_flip,
-    random_shift,
     to_input,
-    triplet_batches,
+    triplet_epochs,
     triplet_loss,
 )
 
@@ -210,28 +208,18 @@ class TripletRL(Method):
     def train_supervised(self, data: RunData, canvas: int) -> None:
         """Stage 1: the shared-weight triplet network (the sketch head is tied to the photo head);
         the policy's mean starts as a copy of the trained head."""
-        preset = data.preset
-        epochs = self.p["epochs"] or preset.epochs
-        lr = self.p["lr"] or preset.lr
-        sketches, photos, pairs = data.sketches("train", canvas), data.photos("train"), data.pairs("train")
-        hard = data.split("train").hard_negatives
-        rng = np.random.default_rng(self.ctx.seed)
-        gen = torch.Generator().manual_seed(self.ctx.seed)
-        steps = max(1, (len(pairs) + preset.batch_size - 1) // preset.batch_size)
+        lr = self.p["lr"] or data.preset.lr
         params = list(self.backbone.parameters()) + list(self.photo_head.parameters())
         trainer = Trainer(params, lr=lr, device=self.device, desc=f"{self.ctx.name} stage 1")
         self.net.train()
         branch = self.photo_branch
-        for _ in trainer.epochs(epochs, steps):
-            for a, p, n in triplet_batches(pairs, photos.shape[0], preset.batch_size, rng, hard):
-                pos, neg, s = photos[p], photos[n], sketches[a]
-                if self.p["augment"]:
-                    pos, neg = random_flip(pos, gen), random_flip(neg, gen)
-                    s = random_shift(random_flip(s, gen), generator=gen)
-                with trainer.autocast():
-                    loss = triplet_loss(branch(to_input(s, 3, self.device)), branch(to_input(pos, 3, self.device)),
-                                        branch(to_input(neg, 3, self.device)), self.p["margin"])
-                trainer.step(loss)
+        for b in triplet_epochs(data, trainer, epochs=self.p["epochs"] or data.preset.epochs, canvases=[canvas],
+                                seed=self.ctx.seed, augment=self.p["augment"]):
+            with trainer.autocast():
+                loss = triplet_loss(branch(to_input(b.sketches[canvas], 3, self.device)),
+                                    branch(to_input(b.pos, 3, self.device)),
+                                    branch(to_input(b.neg, 3, self.device)), self.p["margin"])
+            trainer.step(loss)
         self.policy.actor.load_state_dict(self.photo_head.state_dict())
         self.net.eval()
 

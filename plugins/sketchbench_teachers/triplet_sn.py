@@ -17,12 +17,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 from torch import nn
 
 from sketchbench import Method, MethodContext, Param, RunData, SketchbenchError
-from sketchbench.training import Trainer, load_weights, random_flip, random_shift, triplet_batches, triplet_loss
+from sketchbench.training import Trainer, load_weights, triplet_epochs, triplet_loss
 
 from .sketch_a_net import SketchANet, sketch_a_net_input
 
@@ -118,30 +117,13 @@ class TripletSN(Method):
 
     def train(self, data: RunData, canvases: Sequence[int], teacher: Method | None = None,
               upstream: Method | None = None) -> None:
-        preset = data.preset
-        epochs = self.p["epochs"] or preset.epochs
-        sketches = {c: data.sketches("train", c) for c in canvases}
-        photos = data.photos("train")
-        pairs = data.pairs("train")
-        hard = data.split("train").hard_negatives
-        rng = np.random.default_rng(self.ctx.seed)
-        gen = torch.Generator().manual_seed(self.ctx.seed)
-        steps = max(1, (len(pairs) + preset.batch_size - 1) // preset.batch_size)
-        trainer = self.make_trainer(preset.lr)
+        trainer = self.make_trainer(data.preset.lr)
         self.model.train()
-        for _ in trainer.epochs(epochs, steps):
-            for a, p, n in triplet_batches(pairs, photos.shape[0], preset.batch_size, rng, hard):
-                pos, neg = photos[p], photos[n]
-                if self.p["augment"]:
-                    pos, neg = random_flip(pos, gen), random_flip(neg, gen)
-                with trainer.autocast():
-                    fp, fn = self.embed(pos), self.embed(neg)
-                    loss = 0.0
-                    for c in canvases:  # one canvas unless a caller asks for several
-                        s = sketches[c][a]
-                        if self.p["augment"]:
-                            s = random_shift(random_flip(s, gen), generator=gen)
-                        loss = loss + self.loss(self.embed(s), fp, fn)
-                    loss = loss / len(canvases)
-                trainer.step(loss)
+        for b in triplet_epochs(data, trainer, epochs=self.p["epochs"] or data.preset.epochs, canvases=canvases,
+                                seed=self.ctx.seed, augment=self.p["augment"]):
+            with trainer.autocast():
+                fp, fn = self.embed(b.pos), self.embed(b.neg)
+                # one canvas unless a caller asks for several
+                loss = sum(self.loss(self.embed(s), fp, fn) for s in b.sketches.values()) / len(b.sketches)
+            trainer.step(loss)
         self.model.eval()

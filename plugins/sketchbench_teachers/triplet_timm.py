@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -18,10 +17,8 @@ from sketchbench import Method, MethodContext, Param, RunData
 from sketchbench.training import (
     Trainer,
     create_backbone,
-    random_flip,
-    random_shift,
     to_input,
-    triplet_batches,
+    triplet_epochs,
     triplet_loss,
 )
 
@@ -60,33 +57,17 @@ class TimmTriplet(Method):
 
     def train(self, data: RunData, canvases: Sequence[int], teacher: Method | None = None,
               upstream: Method | None = None) -> None:
-        preset = data.preset
-        epochs = self.p["epochs"] or preset.epochs
-        lr = self.p["lr"] or preset.lr
-        sketches = {c: data.sketches("train", c) for c in canvases}
-        photos = data.photos("train")
-        pairs = data.pairs("train")
-        hard = data.split("train").hard_negatives
-        rng = np.random.default_rng(self.ctx.seed)
-        gen = torch.Generator().manual_seed(self.ctx.seed)
-        steps = max(1, (len(pairs) + preset.batch_size - 1) // preset.batch_size)
+        lr = self.p["lr"] or data.preset.lr
         trainer = Trainer(self.net.parameters(), lr=lr, device=self.device, desc=self.ctx.name)
         self.net.train()
-        for _ in trainer.epochs(epochs, steps):
-            for a, p, n in triplet_batches(pairs, photos.shape[0], preset.batch_size, rng, hard):
-                pos, neg = photos[p], photos[n]
-                if self.p["augment"]:
-                    pos, neg = random_flip(pos, gen), random_flip(neg, gen)
-                with trainer.autocast():
-                    fp, fn = self.embed(pos), self.embed(neg)
-                    loss = 0.0
-                    for c in canvases:  # multi-canvas: the mean over the canvas set
-                        s = sketches[c][a]
-                        if self.p["augment"]:
-                            s = random_shift(random_flip(s, gen), generator=gen)
-                        loss = loss + triplet_loss(self.embed(s), fp, fn, self.p["margin"])
-                    loss = loss / len(canvases)
-                trainer.step(loss)
+        for b in triplet_epochs(data, trainer, epochs=self.p["epochs"] or data.preset.epochs, canvases=canvases,
+                                seed=self.ctx.seed, augment=self.p["augment"]):
+            with trainer.autocast():
+                fp, fn = self.embed(b.pos), self.embed(b.neg)
+                # multi-canvas: the mean over the canvas set
+                loss = sum(triplet_loss(self.embed(s), fp, fn, self.p["margin"]) for s in b.sketches.values())
+                loss = loss / len(b.sketches)
+            trainer.step(loss)
         self.net.eval()
 
 
