@@ -142,8 +142,12 @@ class Runner:
             self.host.datasets.entry(name)
         if c.teacher is not None:
             self.host.methods.entry(c.teacher)
-            if self.method_class(c.teacher).needs_teacher:
-                raise SketchbenchError(f"--teacher {c.teacher!r} is itself a student; pick a teacher method")
+            tcls = self.method_class(c.teacher)
+            if self.takes_teacher(c.teacher) or tcls.dynamic:
+                raise SketchbenchError(
+                    f"--teacher {c.teacher!r} is itself a {'dynamic method' if tcls.dynamic else 'student'}; "
+                    "pick a teacher method (sketchbench list methods)"
+                )
             no_teacher = [m for m in c.methods if not self.takes_teacher(m)]
             if no_teacher and len(no_teacher) == len(c.methods):
                 raise SketchbenchError(f"method {no_teacher[0]!r} takes no teacher, but --teacher {c.teacher} was given")

@@ -176,6 +176,8 @@ def test_nan_loss_is_one_line_error(tmp_path):
         (["-m", "triplet-timm", "--canvas", "4096"], "between 1 and 1024"),
         (["-m", "triplet-timm", "--canvas", "big"], "not a positive integer"),
         (["-m", "triplet-timm", "--teacher", "vgg16-sn"], "takes no teacher"),
+        (["-m", "sketchynet-v1", "--teacher", "sketchynet-v2"], "is itself a dynamic method"),
+        (["-m", "sketchynet-v1", "--teacher", "b-pkt"], "is itself a student"),
         (["-m", "triplet-timm", "--param", "nope=1"], "has no parameter 'nope'"),
         (["-m", "triplet-timm", "--param", "margin=wide"], "expected a float"),
         (["-m", "triplet-timm", "--set", "epochs=-1"], "must be positive"),
