@@ -101,7 +101,7 @@ def _expand(names: tuple[str, ...], registry) -> list[str]:
 
 @cli.command(epilog=EPILOG_RUN)
 @click.option("--method", "-m", "methods", multiple=True, required=True, help="Method name (repeat, or 'all').")
-@click.option("--dataset", "-d", "datasets", multiple=True, default=("synthetic",), show_default=True, help="Dataset name (repeat, or 'all').")
+@click.option("--dataset", "-d", "datasets", multiple=True, help="Dataset name (repeat, or 'all'); see 'sketchbench list datasets'.")
 @click.option("--teacher", "-t", default=None, help="Teacher for student methods (default: the method's own).")
 @click.option("--canvas", "-c", "canvases", multiple=True, help="Canvas size in pixels (repeat), or 'all' (the preset's).")
 @click.option("--preset", "-p", default=None, help="smoke, cpu or paper (default: paper on CUDA, cpu otherwise).")
@@ -427,7 +427,7 @@ def bench(name, preset, overrides, datasets, seeds, params, device, data_root, c
     p = load_preset(preset_name, parse_key_values(overrides, "--set"))
     host = _host()
     base = RunConfig(
-        methods=[], datasets=_expand(tuple(datasets) or tuple(spec.get("datasets", ["synthetic"])), host.datasets),
+        methods=[], datasets=_expand(tuple(datasets) or tuple(spec.get("datasets", [])), host.datasets),
         preset=p, seeds=list(dict.fromkeys(seeds or spec.get("seeds", [0]))),
         params=parse_key_values(params, "--param"), device=device, data_root=data_root,
         cache_dir=cache_dir or default_cache_dir(), weights=weights,

@@ -163,6 +163,8 @@ class Runner:
                 resolve_params(names[0], self.method_class(names[0]).params, self.preset.name, {k: ""})
         for name in c.methods:
             self.params_for(name)
+        if not c.datasets:
+            raise SketchbenchError("no dataset: pass --dataset NAME (sketchbench list datasets)")
 
     def _given(self, name: str) -> dict[str, str]:
         """The ``--param`` values that apply to ``name``: ``METHOD.KEY`` for it, or a bare ``KEY``

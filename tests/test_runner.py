@@ -172,6 +172,7 @@ def test_nan_loss_is_one_line_error(tmp_path):
         (["-m", "no-such-method"], "unknown method 'no-such-method'"),
         (["-m", "triplet-tim"], "Did you mean 'triplet-timm'"),
         (["-m", "triplet-timm", "-d", "nope"], "unknown dataset"),
+        (["-m", "triplet-timm"], "no dataset: pass --dataset"),
         (["-m", "triplet-timm", "--canvas", "0"], "canvas '0'"),
         (["-m", "triplet-timm", "--canvas", "4096"], "between 1 and 1024"),
         (["-m", "triplet-timm", "--canvas", "big"], "not a positive integer"),
@@ -187,6 +188,8 @@ def test_nan_loss_is_one_line_error(tmp_path):
     ],
 )
 def test_bad_cli_values_give_one_line(tmp_path, args, message):
+    if "-d" not in args and not message.startswith("no dataset"):
+        args = [*args, "-d", "tiny"]
     code, out, err = _run(tmp_path, *args, "-o", str(tmp_path / "x.json"))
     assert code == 2, (out, err)
     lines = [line for line in err.splitlines() if line.strip()]
