@@ -18,6 +18,7 @@ from .cache import ArtifactCache, stable_hash
 from .dataset import FGSBIRDataset, SketchItem, Split
 from .errors import DataError
 from .presets import Preset
+from .progress import hidden
 from .render import render_item, vectorise
 from .sketch import BadSketch, Sketch
 
@@ -86,7 +87,7 @@ class RunData:
                 items = self.items(split)
                 images = np.empty((len(items), canvas, canvas), dtype=np.uint8)
                 for i, item in enumerate(
-                    tqdm(items, desc=f"render {self.name}/{split} @{canvas}", leave=False, disable=len(items) < 200)
+                    tqdm(items, desc=f"render {self.name}/{split} @{canvas}", leave=False, disable=hidden(len(items) < 200))
                 ):
                     images[i] = render_item(item.vector, item.raster, canvas)
                 cached = torch.from_numpy(images)

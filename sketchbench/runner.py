@@ -32,6 +32,7 @@ from .method import Method, MethodContext
 from .params import resolve_params
 from .plugins import PluginHost, get_host
 from .presets import Preset
+from .progress import hidden
 from .results import cell_id, load_results, new_results, write_results
 from .training import seed_everything
 
@@ -339,7 +340,7 @@ class Runner:
         done = {cell_id(c) for c in results["cells"] if c.get("status") == "ok"}
         cells = self.cells()
         failed = 0
-        bar = tqdm(cells, desc="cells", unit="cell", leave=False, disable=not main)
+        bar = tqdm(cells, desc="cells", unit="cell", leave=False, disable=hidden(not main))
         try:
             for cell in bar:
                 h = self.cell_hash(cell)

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from .distributed import average_gradients, gather_in_order, is_main, world
 from .errors import SketchbenchError, TrainingError
+from .progress import hidden
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -322,7 +323,7 @@ class Trainer:
 
     def epochs(self, n: int, steps_per_epoch: int) -> Iterator[int]:
         self._bar = tqdm(total=max(1, n * steps_per_epoch), desc=self.desc, leave=False, unit="step",
-                         disable=not is_main())
+                         disable=hidden(not is_main()))
         try:
             for e in range(n):
                 self.epoch = e

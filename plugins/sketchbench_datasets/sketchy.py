@@ -47,6 +47,7 @@ from sketchbench import (
     fingerprint_files,
 )
 from sketchbench.errors import DataError
+from sketchbench.progress import hidden
 
 from ._photos import load_photos
 
@@ -339,7 +340,7 @@ def parse_all(sketch_root: Path, files: list[Path], cache_dir: Path | None = Non
             out[name] = err if err else Sketch(points[bounds[j] : bounds[j + 1]].copy())
         return out
     out = {}
-    for name, f in zip(names, tqdm(files, desc="sketchy SVGs", leave=False, disable=len(files) < 500)):
+    for name, f in zip(names, tqdm(files, desc="sketchy SVGs", leave=False, disable=hidden(len(files) < 500))):
         try:
             out[name] = load_svg_sketch(f)
         except (BadSketch, ValueError, ParseError, IndexError, UnicodeDecodeError) as exc:
