@@ -21,6 +21,10 @@ A benchmark file::
     methods = ["sketchynet-v2"]
     params = { lambda_f = [0.0, 0.5, 1.0] }   # a sweep: one run per combination
     set = { canvases = ["32,64", "32,64,128"] }  # preset overrides, swept too
+
+Optional ``analyses = ["resolution", "smallest-rank1"]`` adds the pilot study's tables (accuracy
+as the canvas falls; the smallest canvas at which each query's photo ranks first, see
+:mod:`sketchbench.resolution`) to the Markdown, and their plot as ``NAME-resolution.png/svg``.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from tqdm.auto import tqdm
 from .errors import ExitCode, SketchbenchError, did_you_mean
 from .presets import load_preset
 from .report import render
+from .resolution import ANALYSES, plot_resolution, render_resolution, render_smallest_rank1
 from .results import load_results, new_results, write_results
 from .runner import RunConfig, Runner, resolve_device
 
@@ -63,6 +68,9 @@ def load_spec(name: str, bench_dir: Path) -> dict[str, Any]:
         raise SketchbenchError(f"{path}: invalid TOML: {exc}") from None
     if not isinstance(spec.get("grid"), list) or not spec["grid"]:
         raise SketchbenchError(f"{path}: needs at least one [[grid]] table")
+    for a in spec.get("analyses", []):
+        if a not in ANALYSES:
+            raise SketchbenchError(f"{path}: unknown analysis {a!r} (known: {', '.join(ANALYSES)})" + did_you_mean(a, ANALYSES))
     return spec
 
 
@@ -115,12 +123,24 @@ def run_bench(name: str, spec: dict[str, Any], base: RunConfig, out_dir: Path, p
           f"sketchbench {results['sketchbench_version']} ({results.get('git_commit') or 'no git'}).", "",
           f"FLOPs convention: {results['flops_convention']}", "",
           render(results["cells"], "markdown"), ""]
+    analyses = spec.get("analyses", [])
+    if "resolution" in analyses:
+        md += ["## Accuracy as the query canvas falls", "",
+               "acc@1 at each canvas; the drop is from the series' largest canvas to its smallest, per seed.", "",
+               render_resolution(results["cells"]), ""]
+    if "smallest-rank1" in analyses:
+        md += ["## Smallest canvas at which each query's own photo is ranked first", "",
+               "Share of the test queries (%) whose photo first comes top at that canvas (at no smaller one); "
+               "'never' = not first at any canvas.", "",
+               render_smallest_rank1(results["cells"]), ""]
     (out_dir / f"{name}.md").write_text("\n".join(md))
     if plot:
         from .plot import plot_results
 
         try:
             plot_results(results["cells"], out_dir / name)
+            if analyses:
+                plot_resolution(results["cells"], out_dir / f"{name}-resolution")
         except SketchbenchError as exc:
             print(f"warning: no plot: {exc}", file=sys.stderr)
     return results_path, code

@@ -73,7 +73,8 @@ def evaluate(method: Method, data: RunData, canvas: int | str) -> dict[str, Any]
         latency = lat / len(chosen)
     else:
         c = int(canvas)
-        sketch = embed_in_batches(method.encode_sketch, data.sketches("test", c), bs)
+        queries = method.sketches_at(data, "test", c, range(len(targets)))
+        sketch = embed_in_batches(method.encode_sketch, queries, bs)
         flops, params = table.at(c)
         latency = measure_latency_ms(branch, method.sketch_input(c), preset.latency_repeats, preset.latency_warmup)
 
@@ -81,6 +82,9 @@ def evaluate(method: Method, data: RunData, canvas: int | str) -> dict[str, Any]
         dist = method.distance(sketch.to(method.device), photo_emb.to(method.device)).float().cpu()
     r = ranks(dist, targets)
     out.update(retrieval_metrics(r))
+    # per-query ranks, in the split's order: what per-sketch analyses (e.g. the smallest canvas at
+    # which a sketch's own photo comes first) and paired comparisons between methods are built on
+    out["query_ranks"] = [int(x) for x in r.tolist()]
     out["gflops"] = flops / 1e9
     out["params_m"] = params / 1e6
     out["latency_ms"] = latency

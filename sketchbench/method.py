@@ -127,9 +127,11 @@ class Method(ABC):
         return []
 
     def sketches_at(self, data: RunData, split: str, canvas: int, indices: Sequence[int]) -> torch.Tensor:
-        """For dynamic methods: uint8 ``(len(indices), c, c)``, those sketches as this method's
-        encoder sees them at ``canvas``. Default: the cached renders; override to render your own
-        inputs (e.g. a crop of the sketch)."""
+        """The queries ``indices`` of ``split`` as this method's encoder sees them at ``canvas``: uint8
+        ``(len(indices), c, c)`` (or ``(len(indices), 3, c, c)`` for image queries). Evaluation takes
+        every query from here, at a fixed canvas and at a dynamic method's chosen ones. Default: the
+        cached sketch renders; override to feed your own inputs (e.g. a crop of the sketch, or, for
+        photo-query retrieval, a degraded view of the paired photo)."""
         return data.sketches(split, canvas)[list(indices)]
 
     def bind_upstream(self, upstream: Method) -> None:

@@ -77,6 +77,12 @@ def plot_results(cells: list[dict[str, Any]], out_prefix: Path, metric: str = "a
         ax2.set_xlabel("GFLOPs per query (log)")
         ax2.set_ylabel("measured latency (ms/query, log)")
         ax2.set_title(f"{ds}: latency vs FLOPs ({cells[0].get('device', '?')})")
+    return save_figure(fig, out_prefix)
+
+
+def save_figure(fig: Any, out_prefix: Path) -> list[Path]:
+    """Write ``fig`` as ``out_prefix``.png and .svg, then close it."""
+    plt = _matplotlib()
     fig.tight_layout()
     out_prefix.parent.mkdir(parents=True, exist_ok=True)
     paths = []

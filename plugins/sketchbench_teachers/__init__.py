@@ -24,3 +24,5 @@ def register_methods(register):
              description="B-VGG16-SN: VGG16 features + global pool, triplet loss")
     register("triplet-timm", f"{_T}.triplet_timm:TimmTriplet", kind="baseline",
              description="triplet-trained timm backbone (--param backbone=NAME)")
+    register("fg-ibir", f"{_T}.fg_ibir:PhotoQueryTriplet", kind="baseline",
+             description="FG-IBIR for the pilot study: photo queries (another view of the photo at c x c), triplet-timm's net")
