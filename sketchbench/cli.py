@@ -21,6 +21,9 @@ Examples:
   sketchbench run --method sketchynet-v1 --teacher holef-sn --dataset qmul-v1-shoes \\
       --data-root ../shared/data/qmul-v1 --seed 0 --seed 1 --seed 2
   sketchbench run --method sketchynet-v2 --dataset synthetic --param lambda_f=0.3
+  sketchbench run -m triplet-sn -d synthetic -c 96 --save-weights weights/
+  sketchbench run -m triplet-sn -d qmul-v1-shoes --data-root ../shared/data/qmul-v1 -c 96 \
+      --weights weights/triplet-sn-synthetic-c96-s0.pt
 """
 
 
@@ -114,12 +117,14 @@ def _expand(names: tuple[str, ...], registry) -> list[str]:
 @click.option("--out", "-o", type=click.Path(path_type=Path), default=None, help="Results JSON (default results/run-<hash>.json); an existing one is resumed.")
 @click.option("--pretrained", is_flag=True, help="Start backbones from ImageNet weights (needs the internet).")
 @click.option("--weights", type=click.Path(path_type=Path), default=None, help="Start backbones from this local checkpoint.")
+@click.option("--save-weights", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Also write each trained model's weights into this folder (for --weights).")
 @click.option("--no-chain", is_flag=True, help="Do not also evaluate the teacher/upstream methods.")
 @click.option("--shard", default=None, metavar="I/N", help="Run only the I-th of N interleaved parts of the grid.")
 @click.option("--format", "fmt", default="table", type=click.Choice(["table", "markdown", "csv", "json"]), show_default=True)
 @click.option("--debug", is_flag=True, help="Raise errors inside cells instead of recording them.")
 def run(methods, datasets, teacher, canvases, preset, overrides, params, seeds, device, data_root, cache_dir, out,
-        pretrained, weights, no_chain, shard, fmt, debug) -> None:
+        pretrained, weights, save_weights, no_chain, shard, fmt, debug) -> None:
     """Train and evaluate methods on datasets over canvas sizes; print the table.
 
     Teachers are trained once and cached; a rerun with the same --out resumes and skips
@@ -153,6 +158,7 @@ def run(methods, datasets, teacher, canvases, preset, overrides, params, seeds, 
         chain=not no_chain,
         shard=_parse_shard(shard),
         debug=debug,
+        save_weights=save_weights,
     )
     from .distributed import is_main, shutdown
 

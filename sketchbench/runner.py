@@ -58,6 +58,8 @@ class RunConfig:
     chain: bool = True
     shard: tuple[int, int] = (1, 1)
     debug: bool = False
+    #: write each trained model's weights here (``--save-weights``), loadable with ``--weights``
+    save_weights: Path | None = None
 
     def resolved(self) -> dict[str, Any]:
         return {
@@ -310,7 +312,22 @@ class Runner:
         seconds = float(state.get("train_seconds", seconds)) if isinstance(state, dict) else seconds
         method.eval()
         self._trained[key] = method
+        if self.config.save_weights is not None and is_main():
+            self.export_weights(method, name, dataset, canvases, seed)
         return method, key, seconds
+
+    def export_weights(self, method: Method, name: str, dataset: str, canvases: Sequence[int], seed: int) -> Path:
+        """Save a trained model's state dict as ``<dir>/<method>-<dataset>-c<canvases>-s<seed>.pt``, the
+        format ``--weights FILE`` loads (e.g. pre-train on one dataset, fine-tune on another)."""
+        folder = Path(self.config.save_weights)  # type: ignore[arg-type]
+        path = folder / f"{name}-{dataset}-c{'_'.join(str(c) for c in canvases)}-s{seed}.pt"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            torch.save({"state_dict": method.modules().state_dict()}, path)
+        except OSError as exc:
+            raise SketchbenchError(f"--save-weights: cannot write {str(path)!r}: {exc.strerror}") from None
+        log.info("saved %s weights to %s", name, path)
+        return path
 
     # -- running ---------------------------------------------------------------------------
     def output_path(self) -> Path:

@@ -236,3 +236,29 @@ def test_killed_run_resumes_without_redoing_finished_cells(tmp_path):
     cells = load_results(out)["cells"]
     assert sorted(c["canvas"] for c in cells) == [32, 40, 48, 56]
     assert cells[0] == first  # untouched: not recomputed
+
+
+def test_save_weights_writes_a_file_that_weights_loads(tmp_path):
+    """Pre-train once, start another run from it: the recipe docs/methods.md gives for small datasets."""
+    folder = tmp_path / "w"
+    code, _, err = run_cli("run", "-m", "triplet-timm", "-d", "tiny", "-p", "smoke", "-c", "32",
+                           "--param", "backbone=test_efficientnet", "--save-weights", str(folder),
+                           "-o", str(tmp_path / "a.json"))
+    assert code == 0, err
+    saved = folder / "triplet-timm-tiny-c32-s0.pt"
+    assert saved.is_file()
+    state = torch.load(saved, weights_only=True)["state_dict"]
+    from sketchbench.method import MethodContext
+    from sketchbench.plugins import get_host
+    from sketchbench.presets import load_preset
+
+    cls = get_host().methods.get("triplet-timm")
+    params = {**{k: p.default for k, p in cls.params.items()}, "backbone": "test_efficientnet"}
+    m = cls(MethodContext(name="triplet-timm", params=params, preset=load_preset("smoke"),
+                          device=torch.device("cpu"), seed=5, weights=saved))
+    for k, v in m.modules().state_dict().items():
+        assert torch.equal(v, state[k]), k
+    code, _, err = run_cli("run", "-m", "triplet-timm", "-d", "tiny", "-p", "smoke", "-c", "32",
+                           "--param", "backbone=test_efficientnet", "--weights", str(saved),
+                           "-o", str(tmp_path / "b.json"))
+    assert code == 0, err
