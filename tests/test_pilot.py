@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import statistics
 
+import pytest
 import torch
 
 from sketchbench.evaluate import evaluate
@@ -68,12 +69,18 @@ def test_fg_ibir_queries_are_the_same_view_of_the_paired_photo_at_every_canvas()
     assert not torch.equal(q64, data.photos("test")[target])
 
 
-def test_fg_ibir_trains_and_every_cell_records_its_per_query_ranks():
+@pytest.mark.parametrize("name,params", [("fg-ibir", {"backbone": "test_efficientnet"}), ("fg-ibir-sn", {})])
+def test_photo_query_methods_train_on_photo_views_and_cells_record_per_query_ranks(name, params, monkeypatch):
     data = tiny_data()
-    m = build_method("fg-ibir", backbone="test_efficientnet")
+    m = build_method(name, **params)
+    seen = []
+    real_embed = m.embed
+    monkeypatch.setattr(m, "embed", lambda x: (seen.append(tuple(x.shape)), real_embed(x))[1])
     before = [p.detach().clone() for p in m.modules().parameters()]
     m.train(data, [32])
     assert any(not torch.equal(a, b) for a, b in zip(before, m.modules().parameters()))
+    # the anchors were 3-channel photo views at the training canvas, never 1-channel sketches
+    assert any(s[1:] == (3, 32, 32) for s in seen) and not any(len(s) == 3 for s in seen)
     cell = evaluate(m, data, 32)
     assert len(cell["query_ranks"]) == cell["num_queries"] == len(data.items("test"))
     r = torch.tensor(cell["query_ranks"])

@@ -26,3 +26,5 @@ def register_methods(register):
              description="triplet-trained timm backbone (--param backbone=NAME)")
     register("fg-ibir", f"{_T}.fg_ibir:PhotoQueryTriplet", kind="baseline",
              description="FG-IBIR for the pilot study: photo queries (another view of the photo at c x c), triplet-timm's net")
+    register("fg-ibir-sn", f"{_T}.fg_ibir:PhotoQuerySN", kind="baseline",
+             description="FG-IBIR for the pilot study: photo queries, triplet-sn's Sketch-a-Net")

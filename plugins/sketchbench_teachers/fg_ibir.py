@@ -1,8 +1,10 @@
 """``fg-ibir``: fine-grained *image*-based retrieval, the photo-query side of the paper's pilot study.
 
 The pilot study asks whether sparsity is what lets sketches survive a small canvas: the same
-network, trained and tested the same way, once with sketch queries (FG-SBIR, ``triplet-timm``) and
-once with photo queries (FG-IBIR, this method), as the query's input resolution falls. "Photos
+network, trained and tested the same way, once with sketch queries (FG-SBIR) and once with photo
+queries (FG-IBIR), as the query's input resolution falls. :class:`PhotoQueries` turns a triplet
+method into its photo-query twin: ``fg-ibir`` is ``triplet-timm``'s, ``fg-ibir-sn`` is ``triplet-sn``'s
+(Sketch-a-Net; it learns on a few hundred pairs from scratch, where a timm network stays at chance). "Photos
 are pixel-dense; retrieval accuracy drops rapidly with input resolution" (poster).
 
 Interpretation (the poster gives no protocol): the FG-SBIR datasets hold one photo per instance,
@@ -11,8 +13,8 @@ a random resized crop (``crop_min`` … 1 of its area, aspect 3/4 … 4/3), a ho
 brightness/contrast jitter (``jitter``) — then resized (antialiased) to the c×c canvas. The gallery
 stays the full-size photos, as for sketch queries. Test views are drawn once from the method's seed,
 independently of the canvas, so every canvas sees the same view of each query and only its
-resolution changes. Training draws fresh views every step. Network, loss and schedule are
-``triplet-timm``'s (timm backbone, shared weights, triplet on L2-normalised embeddings).
+resolution changes. Training draws fresh views of the positive photo every step. Network, loss,
+schedule and the gallery side's augmentation are the base method's.
 
 On QMUL-V1 the "photos" are the release's photo edge maps, so there a photo query is an edge-map
 query: denser than a sketch, but not a natural image (``docs/benchmarks.md`` says so next to the numbers).
@@ -22,13 +24,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torchvision.transforms.v2.functional as TF
 
-from sketchbench import Method, Param, RunData
-from sketchbench.training import Trainer, triplet_epochs, triplet_loss
+from sketchbench import Param, RunData
+from sketchbench.training import TripletBatch
 
+from .triplet_sn import TripletSN
 from .triplet_timm import TimmTriplet
 
 
@@ -53,39 +57,47 @@ def photo_views(photos: torch.Tensor, canvas: int, generator: torch.Generator,
     return out
 
 
-class PhotoQueryTriplet(TimmTriplet):
-    kind = "baseline"
-    description = "FG-IBIR (pilot study): photo queries, another view of the paired photo at c x c, vs full photos"
-    params = {
-        **TimmTriplet.params,
-        "crop_min": Param(0.7, "smallest share of the photo's area a query view keeps (random resized crop)"),
-        "jitter": Param(0.2, "brightness and contrast jitter of a query view (± this fraction)"),
-    }
+PHOTO_QUERY_PARAMS = {
+    "crop_min": Param(0.7, "smallest share of the photo's area a query view keeps (random resized crop)"),
+    "jitter": Param(0.2, "brightness and contrast jitter of a query view (± this fraction)"),
+}
+
+
+class PhotoQueries:
+    """Turns a triplet method into its photo-query (FG-IBIR) twin: queries are views of the paired
+    photo, at evaluation (:meth:`sketches_at`) and in training (:meth:`anchor_views`); the network,
+    loss and schedule stay the base method's. Put it first in the bases."""
+
+    ctx: Any
+    p: dict[str, Any]
 
     def sketches_at(self, data: RunData, split: str, canvas: int, indices: Sequence[int]) -> torch.Tensor:
-        """The queries are views of the paired photos; the same views at every canvas (seeded by the run's seed)."""
-        pairs = data.pairs(split)
-        views = self._views(data.photos(split)[pairs], canvas, torch.Generator().manual_seed(self.ctx.seed))
-        return views[list(indices)]
+        """The same view of each paired photo at every canvas (seeded by the run's seed)."""
+        photos = data.photos(split)[data.pairs(split)]
+        return self._views(photos, canvas, torch.Generator().manual_seed(self.ctx.seed))[list(indices)]
+
+    def anchor_views(self, data: RunData, batch: TripletBatch) -> dict[int, torch.Tensor]:
+        """Fresh views of the step's positive photos, one set per training canvas."""
+        if not hasattr(self, "_train_gen"):
+            self._train_gen = torch.Generator().manual_seed(self.ctx.seed + 1)
+        photos = data.photos("train")[batch.positives]
+        return {c: self._views(photos, c, self._train_gen) for c in batch.sketches}
 
     def _views(self, photos: torch.Tensor, canvas: int, gen: torch.Generator) -> torch.Tensor:
         return photo_views(photos, canvas, gen, self.p["crop_min"], self.p["jitter"])
 
-    def train(self, data: RunData, canvases: Sequence[int], teacher: Method | None = None,
-              upstream: Method | None = None) -> None:
-        lr = self.p["lr"] or data.preset.lr
-        trainer = Trainer(self.net.parameters(), lr=lr, device=self.device, desc=self.ctx.name)
-        photos = data.photos("train")
-        gen = torch.Generator().manual_seed(self.ctx.seed + 1)
-        self.net.train()
-        # the shared loop draws triplets and augments the gallery side; the anchors are fresh photo views
-        for b in triplet_epochs(data, trainer, epochs=self.p["epochs"] or data.preset.epochs, canvases=canvases,
-                                seed=self.ctx.seed, augment=self.p["augment"]):
-            with trainer.autocast():
-                fp, fn = self.embed(b.pos), self.embed(b.neg)
-                anchors = photos[b.positives]
-                loss = sum(triplet_loss(self.embed(self._views(anchors, c, gen)), fp, fn, self.p["margin"])
-                           for c in b.sketches)
-                loss = loss / len(b.sketches)
-            trainer.step(loss)
-        self.net.eval()
+
+class PhotoQueryTriplet(PhotoQueries, TimmTriplet):
+    """``fg-ibir``: ``triplet-timm`` with photo queries."""
+
+    kind = "baseline"
+    description = "FG-IBIR (pilot study): triplet-timm with photo queries, another view of the photo at c x c"
+    params = {**TimmTriplet.params, **PHOTO_QUERY_PARAMS}
+
+
+class PhotoQuerySN(PhotoQueries, TripletSN):
+    """``fg-ibir-sn``: ``triplet-sn`` (Sketch-a-Net) with photo queries."""
+
+    kind = "baseline"
+    description = "FG-IBIR (pilot study): triplet-sn (Sketch-a-Net) with photo queries, another view of the photo at c x c"
+    params = {**TripletSN.params, **PHOTO_QUERY_PARAMS}

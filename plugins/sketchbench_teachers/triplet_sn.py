@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from sketchbench import Method, MethodContext, Param, RunData, SketchbenchError
-from sketchbench.training import Trainer, load_weights, triplet_epochs, triplet_loss
+from sketchbench.training import Trainer, TripletBatch, load_weights, triplet_epochs, triplet_loss
 
 from .sketch_a_net import SketchANet, sketch_a_net_input
 
@@ -123,7 +123,12 @@ class TripletSN(Method):
                                 seed=self.ctx.seed, augment=self.p["augment"]):
             with trainer.autocast():
                 fp, fn = self.embed(b.pos), self.embed(b.neg)
+                anchors = self.anchor_views(data, b)
                 # one canvas unless a caller asks for several
-                loss = sum(self.loss(self.embed(s), fp, fn) for s in b.sketches.values()) / len(b.sketches)
+                loss = sum(self.loss(self.embed(s), fp, fn) for s in anchors.values()) / len(anchors)
             trainer.step(loss)
         self.model.eval()
+
+    def anchor_views(self, data: RunData, batch: TripletBatch) -> dict[int, torch.Tensor]:
+        """The step's queries per canvas: the augmented sketches (photo-query subclasses swap them)."""
+        return batch.sketches

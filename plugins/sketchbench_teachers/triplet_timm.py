@@ -16,6 +16,7 @@ from torch import nn
 from sketchbench import Method, MethodContext, Param, RunData
 from sketchbench.training import (
     Trainer,
+    TripletBatch,
     create_backbone,
     to_input,
     triplet_epochs,
@@ -64,11 +65,16 @@ class TimmTriplet(Method):
                                 seed=self.ctx.seed, augment=self.p["augment"]):
             with trainer.autocast():
                 fp, fn = self.embed(b.pos), self.embed(b.neg)
+                anchors = self.anchor_views(data, b)
                 # multi-canvas: the mean over the canvas set
-                loss = sum(triplet_loss(self.embed(s), fp, fn, self.p["margin"]) for s in b.sketches.values())
-                loss = loss / len(b.sketches)
+                loss = sum(triplet_loss(self.embed(s), fp, fn, self.p["margin"]) for s in anchors.values())
+                loss = loss / len(anchors)
             trainer.step(loss)
         self.net.eval()
+
+    def anchor_views(self, data: RunData, batch: TripletBatch) -> dict[int, torch.Tensor]:
+        """The step's queries per canvas: the augmented sketches (photo-query subclasses swap them)."""
+        return batch.sketches
 
 
 class VGG16SN(TimmTriplet):
