@@ -219,21 +219,29 @@ def list_cmd(what: str, fmt: str) -> None:
 @cli.command()
 @click.argument("results", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--format", "fmt", default="table", type=click.Choice(["table", "markdown", "csv", "json"]), show_default=True)
-def report(results: tuple[Path, ...], fmt: str) -> None:
+@click.option("--analysis", "analyses", multiple=True, type=click.Choice(["resolution", "smallest-rank1"]),
+              help="Also print the pilot study's tables: accuracy as the canvas falls; smallest canvas with the photo first.")
+def report(results: tuple[Path, ...], fmt: str, analyses: tuple[str, ...]) -> None:
     """Print a paper-style table from one or more results files.
 
     \b
     Examples:
       sketchbench report results/run-*.json
       sketchbench report a.json b.json --format markdown
+      sketchbench report results/bench-cpu/pilot.json --analysis resolution --analysis smallest-rank1
     """
     from .report import render
+    from .resolution import render_resolution, render_smallest_rank1
     from .results import load_results
 
     cells = []
     for path in results:
         cells += load_results(path)["cells"]
     click.echo(render(cells, fmt))
+    table_fmt = "github" if fmt == "markdown" else "simple"
+    for name in dict.fromkeys(analyses):
+        fn = render_resolution if name == "resolution" else render_smallest_rank1
+        click.echo(f"\n{name}:\n{fn(cells, table_fmt)}")
 
 
 @cli.command()

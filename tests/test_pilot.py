@@ -106,3 +106,18 @@ def test_bench_refuses_an_unknown_analysis(tmp_path):
     (tmp_path / "b.toml").write_text('analyses = ["resolutoin"]\n[[grid]]\nmethods = ["triplet-timm"]\n')
     code, _, err = run_cli("bench", "b", "-p", "smoke", "--bench-dir", str(tmp_path))
     assert code != 0 and "unknown analysis 'resolutoin'" in err and "resolution" in err
+
+
+def test_report_prints_the_analyses(tmp_path):
+    import json
+
+    path = tmp_path / "r.json"
+    from sketchbench.results import new_results
+
+    results = new_results({}, "h", "cpu")
+    results["cells"] = [{**c, "preset": "smoke", "config_hash": f"h{i}", "params": {}, "kind": "baseline"}
+                        for i, c in enumerate(CELLS)]
+    path.write_text(json.dumps(results))
+    code, out, err = run_cli("report", str(path), "--analysis", "resolution", "--analysis", "smallest-rank1")
+    assert code == 0, err
+    assert "drop largest→smallest (points)" in out and "never first (%)" in out
