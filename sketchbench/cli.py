@@ -222,7 +222,7 @@ def list_cmd(what: str, fmt: str) -> None:
 @click.option("--analysis", "analyses", multiple=True, type=click.Choice(["resolution", "smallest-rank1"]),
               help="Also print the pilot study's tables: accuracy as the canvas falls; smallest canvas with the photo first.")
 def report(results: tuple[Path, ...], fmt: str, analyses: tuple[str, ...]) -> None:
-    """Print a paper-style table from one or more results files.
+    """Print a paper-style table from one or more results files (a cell in several files counts once).
 
     \b
     Examples:
@@ -232,11 +232,17 @@ def report(results: tuple[Path, ...], fmt: str, analyses: tuple[str, ...]) -> No
     """
     from .report import render
     from .resolution import render_resolution, render_smallest_rank1
-    from .results import load_results
+    from .results import cell_id, load_results
 
-    cells = []
+    cells, seen = [], set()
     for path in results:
-        cells += load_results(path)["cells"]
+        for cell in load_results(path)["cells"]:
+            # a finished cell found in several files (e.g. a teacher a bench also ran) counts once
+            if cell.get("status") == "ok":
+                if cell_id(cell) in seen:
+                    continue
+                seen.add(cell_id(cell))
+            cells.append(cell)
     click.echo(render(cells, fmt))
     table_fmt = "github" if fmt == "markdown" else "simple"
     for name in dict.fromkeys(analyses):

@@ -121,3 +121,6 @@ def test_report_prints_the_analyses(tmp_path):
     code, out, err = run_cli("report", str(path), "--analysis", "resolution", "--analysis", "smallest-rank1")
     assert code == 0, err
     assert "drop largest→smallest (points)" in out and "never first (%)" in out
+    # the same cells in two files are counted once: same means and stds as one file
+    code, twice, err = run_cli("report", str(path), str(path), "--analysis", "resolution", "--analysis", "smallest-rank1")
+    assert code == 0 and twice == out
