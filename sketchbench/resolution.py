@@ -147,6 +147,7 @@ def plot_resolution(cells: list[dict[str, Any]], out_prefix) -> list:
     plt = _matplotlib()
     acc_rows, first_rows = resolution_rows(cells), smallest_rank1_rows(cells)
     datasets = list(dict.fromkeys(r["dataset"] for r in acc_rows))
+    ticks = sorted({c for r in acc_rows for c in r["canvases"]})
     fig, axes = plt.subplots(2, max(1, len(datasets)), figsize=(6 * max(1, len(datasets)), 8), squeeze=False)
     for col, ds in enumerate(datasets):
         ax = axes[0][col]
@@ -155,6 +156,7 @@ def plot_resolution(cells: list[dict[str, Any]], out_prefix) -> list:
             ax.errorbar(cvs, [r["canvases"][c][0] for c in cvs], yerr=[r["canvases"][c][1] for c in cvs],
                         marker="o", capsize=2, label=r["label"])
         ax.set_xscale("log", base=2)
+        ax.set_xticks(ticks, [str(t) for t in ticks])
         ax.set_xlabel("query canvas (px, log)")
         ax.set_ylabel("acc@1 (%)")
         ax.set_title(f"{ds}: accuracy as the query resolution falls")
@@ -168,6 +170,7 @@ def plot_resolution(cells: list[dict[str, Any]], out_prefix) -> list:
                 cum.append(total)
             ax2.plot(cvs, cum, marker="o", label=r["label"])
         ax2.set_xscale("log", base=2)
+        ax2.set_xticks(ticks, [str(t) for t in ticks])
         ax2.set_xlabel("canvas (px, log)")
         ax2.set_ylabel("queries ranked first at or below this canvas (%)")
         ax2.set_title(f"{ds}: smallest canvas with the own photo first")
