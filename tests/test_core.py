@@ -168,3 +168,14 @@ def test_weights_file_loads_and_bad_weights_fail(tmp_path):
     torch.save({"other": torch.zeros(3)}, tmp_path / "nomatch.pth")
     with pytest.raises(SketchbenchError, match="no tensor matches"):
         load_weights(dst, tmp_path / "nomatch.pth")
+
+
+@pytest.mark.parametrize("value,hidden_bar", [("1", True), ("", False)])
+def test_training_bar_honours_tqdm_disable(monkeypatch, value, hidden_bar):
+    """tqdm ignores TQDM_DISABLE once ``disable=`` is passed; sketchbench's bars must not."""
+    from sketchbench.training import Trainer
+
+    monkeypatch.setenv("TQDM_DISABLE", value)
+    trainer = Trainer([torch.zeros(1, requires_grad=True)], lr=0.1, device=torch.device("cpu"))
+    for _ in trainer.epochs(1, 1):
+        assert trainer._bar.disable is hidden_bar
