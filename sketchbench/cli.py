@@ -141,6 +141,11 @@ def run(methods, datasets, teacher, canvases, preset, overrides, params, seeds, 
     host = _host()
     preset_name = preset or ("paper" if (device != "cpu" and torch.cuda.is_available()) else "cpu")
     p = load_preset(preset_name, parse_key_values(overrides, "--set"))
+    if save_weights is not None:
+        try:  # fail before any training, not after it
+            save_weights.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SketchbenchError(f"--save-weights {str(save_weights)!r}: cannot create the folder: {exc.strerror}") from None
     config = RunConfig(
         methods=_expand(methods, host.methods),
         datasets=_expand(datasets, host.datasets),

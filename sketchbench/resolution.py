@@ -14,11 +14,15 @@ Both group cells by (method, teacher, variant, dataset) and average over seeds (
 
 from __future__ import annotations
 
+import itertools
 import statistics
 from collections import OrderedDict
+from pathlib import Path
 from typing import Any
 
 from tabulate import tabulate
+
+from .errors import SketchbenchError
 
 #: the table keys a benchmark file may list under ``analyses``
 ANALYSES = ("resolution", "smallest-rank1")
@@ -137,42 +141,39 @@ def render_smallest_rank1(cells: list[dict[str, Any]], fmt: str = "github") -> s
     return tabulate(table, headers=headers, tablefmt=fmt, disable_numparse=True)
 
 
-def plot_resolution(cells: list[dict[str, Any]], out_prefix) -> list:
+def _canvas_axis(ax: Any, ticks: list[int], xlabel: str, ylabel: str, title: str) -> None:
+    """A log-2 canvas axis labelled with the canvases themselves."""
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(ticks, [str(t) for t in ticks])
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+
+
+def plot_resolution(cells: list[dict[str, Any]], out_prefix: Path) -> list[Path]:
     """acc@1 versus canvas per series (top) and the share of queries first ranked first at each
     canvas, cumulated (bottom), one column per dataset; PNG and SVG."""
-    from pathlib import Path
-
     from .plot import _matplotlib, save_figure
 
-    plt = _matplotlib()
     acc_rows, first_rows = resolution_rows(cells), smallest_rank1_rows(cells)
+    if not acc_rows:
+        raise SketchbenchError("no finished fixed-canvas cells to plot")
+    plt = _matplotlib()
     datasets = list(dict.fromkeys(r["dataset"] for r in acc_rows))
     ticks = sorted({c for r in acc_rows for c in r["canvases"]})
-    fig, axes = plt.subplots(2, max(1, len(datasets)), figsize=(6 * max(1, len(datasets)), 8), squeeze=False)
+    fig, axes = plt.subplots(2, len(datasets), figsize=(6 * len(datasets), 8), squeeze=False)
     for col, ds in enumerate(datasets):
         ax = axes[0][col]
         for r in (r for r in acc_rows if r["dataset"] == ds):
             cvs = sorted(r["canvases"])
             ax.errorbar(cvs, [r["canvases"][c][0] for c in cvs], yerr=[r["canvases"][c][1] for c in cvs],
                         marker="o", capsize=2, label=r["label"])
-        ax.set_xscale("log", base=2)
-        ax.set_xticks(ticks, [str(t) for t in ticks])
-        ax.set_xlabel("query canvas (px, log)")
-        ax.set_ylabel("acc@1 (%)")
-        ax.set_title(f"{ds}: accuracy as the query resolution falls")
-        ax.legend(fontsize=7)
+        _canvas_axis(ax, ticks, "query canvas (px, log)", "acc@1 (%)", f"{ds}: accuracy as the query resolution falls")
         ax2 = axes[1][col]
         for r in (r for r in first_rows if r["dataset"] == ds):
-            cvs = r["canvases"]
-            cum, total = [], 0.0
-            for c in cvs:
-                total += r["shares"][c][0]
-                cum.append(total)
-            ax2.plot(cvs, cum, marker="o", label=r["label"])
-        ax2.set_xscale("log", base=2)
-        ax2.set_xticks(ticks, [str(t) for t in ticks])
-        ax2.set_xlabel("canvas (px, log)")
-        ax2.set_ylabel("queries ranked first at or below this canvas (%)")
-        ax2.set_title(f"{ds}: smallest canvas with the own photo first")
-        ax2.legend(fontsize=7)
+            cum = list(itertools.accumulate(r["shares"][c][0] for c in r["canvases"]))
+            ax2.plot(r["canvases"], cum, marker="o", label=r["label"])
+        _canvas_axis(ax2, ticks, "canvas (px, log)", "queries ranked first at or below this canvas (%)",
+                     f"{ds}: smallest canvas with the own photo first")
     return save_figure(fig, Path(out_prefix))

@@ -316,7 +316,7 @@ class Runner:
             self.export_weights(method, name, dataset, canvases, seed)
         return method, key, seconds
 
-    def export_weights(self, method: Method, name: str, dataset: str, canvases: Sequence[int], seed: int) -> Path:
+    def export_weights(self, method: Method, name: str, dataset: str, canvases: Sequence[int], seed: int) -> Path | None:
         """Save a trained model's state dict as ``<dir>/<method>-<dataset>-c<canvases>-s<seed>.pt``, the
         format ``--weights FILE`` loads (e.g. pre-train on one dataset, fine-tune on another)."""
         folder = Path(self.config.save_weights)  # type: ignore[arg-type]
@@ -325,7 +325,9 @@ class Runner:
             folder.mkdir(parents=True, exist_ok=True)
             torch.save({"state_dict": method.modules().state_dict()}, path)
         except OSError as exc:
-            raise SketchbenchError(f"--save-weights: cannot write {str(path)!r}: {exc.strerror}") from None
+            # the model is trained and cached and its cell will be evaluated: losing the export only warns
+            tqdm.write(f"warning: --save-weights: cannot write {str(path)!r}: {exc.strerror}")
+            return None
         log.info("saved %s weights to %s", name, path)
         return path
 

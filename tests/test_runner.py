@@ -262,3 +262,14 @@ def test_save_weights_writes_a_file_that_weights_loads(tmp_path):
                            "--param", "backbone=test_efficientnet", "--weights", str(saved),
                            "-o", str(tmp_path / "b.json"))
     assert code == 0, err
+
+
+def test_save_weights_to_an_unwritable_place_fails_before_training(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    code, out, err = run_cli("run", "-m", "triplet-timm", "-d", "tiny", "-p", "smoke", "-c", "32",
+                             "--param", "backbone=test_efficientnet", "--save-weights", str(blocker / "w"),
+                             "-o", str(tmp_path / "r.json"))
+    assert code != 0 and "--save-weights" in err and "cannot create the folder" in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err + out
+    assert not (tmp_path / "r.json").exists()
