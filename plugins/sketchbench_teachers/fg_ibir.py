@@ -71,6 +71,11 @@ class PhotoQueries:
     ctx: Any
     p: dict[str, Any]
 
+    def __init__(self, ctx: Any) -> None:
+        super().__init__(ctx)  # type: ignore[call-arg]  # the base method's __init__ (next in the MRO)
+        # training views: a stream of its own, so the base method's triplet sampling is unchanged
+        self._train_gen = torch.Generator().manual_seed(ctx.seed + 1)
+
     def sketches_at(self, data: RunData, split: str, canvas: int, indices: Sequence[int]) -> torch.Tensor:
         """The same view of each paired photo at every canvas (seeded by the run's seed)."""
         photos = data.photos(split)[data.pairs(split)]
@@ -78,8 +83,6 @@ class PhotoQueries:
 
     def anchor_views(self, data: RunData, batch: TripletBatch) -> dict[int, torch.Tensor]:
         """Fresh views of the step's positive photos, one set per training canvas."""
-        if not hasattr(self, "_train_gen"):
-            self._train_gen = torch.Generator().manual_seed(self.ctx.seed + 1)
         photos = data.photos("train")[batch.positives]
         return {c: self._views(photos, c, self._train_gen) for c in batch.sketches}
 
