@@ -70,7 +70,7 @@ def test_qmul_v1_real(shared_data, name, cat, counts):
     assert same.train.photos.shape == (counts[0], 256, 256, 3)  # data info: not resized
 
 
-# -- ChairV2 (real pickle, no photos) -------------------------------------------------------
+# -- ChairV2 (real pickle + the 400 real photos) ---------------------------------------------
 @pytest.mark.realdata
 def test_chairv2_real(shared_data):
     with warnings.catch_warnings():
@@ -80,18 +80,21 @@ def test_chairv2_real(shared_data):
     assert (len(ds.train.photo_ids), len(ds.test.photo_ids)) == (300, 100)
     assert ds.meta["skipped_sketches"] == 0
     assert not set(ds.train.photo_ids) & set(ds.test.photo_ids)
-    assert ds.train.photos is None and "photo" in ds.meta["photos"]
+    # every photo id of the pickle has its photo: the dataset is complete, retrieval works
+    assert ds.has_photos and "photos" not in ds.meta
+    assert ds.train.photos.shape == (300, 32, 32, 3) and ds.test.photos.shape == (100, 32, 32, 3)
+    assert ds.test.photos.dtype == np.uint8 and ds.test.photos.std() > 10  # real photos, not a blank fill
     item = next(s for s in ds.test.sketches if s.id == "test/9910-02-carbon_1")
     assert ds.test.photo_ids[item.photo] == "9910-02-carbon"
+    with Image.open(shared_data / "chairv2" / "photo" / "9910-02-carbon.png") as img:
+        own = np.asarray(img.convert("RGB").resize((32, 32), Image.BICUBIC))
+    assert np.array_equal(ds.test.photos[item.photo], own)  # the sketch's photo is its own file
     # photo names containing '_' keep it (only the trailing _<k> is dropped)
     assert any("_" in p for p in ds.train.photo_ids + ds.test.photo_ids)
     pts = item.vector.points
     assert pts[:, :2].min() >= -1e-6 and pts[:, :2].max() <= 1 + 1e-6 and pts[-1, 2] == 1
-    # retrieval without photos: one clear line
-    data = RunData(ds, load_preset("smoke"))
-    with pytest.raises(DataError, match="photos are missing") as err:
-        data.photos("test")
-    assert "\n" not in str(err.value) and "chairv2" in str(err.value)
+    data = RunData(ds, load_preset("cpu"))  # no sketch limit: the whole gallery
+    assert tuple(data.photos("test").shape) == (100, 3, 32, 32)
 
 
 @pytest.mark.realdata
