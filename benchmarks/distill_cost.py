@@ -26,10 +26,10 @@ from pathlib import Path
 
 import torch
 
-from sketchbench.cache import ArtifactCache
-from sketchbench.data import RunData
+from sketchbench.base.artifacts import ArtifactCache
+from sketchbench.data.rundata import RunData
+from sketchbench.method.training import seed_everything
 from sketchbench.testing import build_method, tiny_data
-from sketchbench.training import seed_everything
 
 TARGET_RATIO = 1.2
 

@@ -41,8 +41,8 @@ def _plugin_env_cleared() -> Iterator[None]:
 def documented_group() -> click.Group:
     """The ``sketchbench`` group with the built-in plugins' commands, on a copy (the real group
     is left as it is)."""
-    from sketchbench.cli import cli
-    from sketchbench.plugins import BUILTIN_PLUGINS, PluginHost
+    from sketchbench.cli.main import cli
+    from sketchbench.host.plugins import BUILTIN_PLUGINS, PluginHost
 
     group = copy.copy(cli)
     own = ("sketchbench", *BUILTIN_PLUGINS)

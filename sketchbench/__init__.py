@@ -15,14 +15,23 @@ import pluggy
 
 hookimpl = pluggy.HookimplMarker("sketchbench")
 
-from .data import RunData  # noqa: E402
-from .dataset import DatasetOptions, DatasetSource, FGSBIRDataset, SketchItem, SkipCounter, Split, fingerprint_files  # noqa: E402
-from .errors import DataError, ExitCode, SketchbenchError, TrainingError  # noqa: E402
-from .flops import FLOPS_CONVENTION, count_flops  # noqa: E402
-from .method import Method, MethodContext  # noqa: E402
-from .params import Param  # noqa: E402
-from .render import downscale_raster, render_item, render_sketch, stroke_width, vectorise  # noqa: E402
-from .sketch import BadSketch, Sketch  # noqa: E402
+from sketchbench.base.errors import DataError, ExitCode, SketchbenchError, TrainingError  # noqa: E402
+from sketchbench.data.dataset import (  # noqa: E402
+    DatasetOptions,
+    DatasetSource,
+    FGSBIRDataset,
+    SketchItem,
+    SkipCounter,
+    Split,
+    fingerprint_files,
+)
+from sketchbench.data.render import downscale_raster, render_item, render_sketch, stroke_width  # noqa: E402
+from sketchbench.data.rundata import RunData  # noqa: E402
+from sketchbench.data.sketch import BadSketch, Sketch  # noqa: E402
+from sketchbench.data.vectorise import vectorise  # noqa: E402
+from sketchbench.measure.flops import FLOPS_CONVENTION, count_flops  # noqa: E402
+from sketchbench.method.interface import Method, MethodContext  # noqa: E402
+from sketchbench.method.params import Param  # noqa: E402
 
 __all__ = [
     "FLOPS_CONVENTION", "BadSketch", "DataError", "DatasetOptions", "DatasetSource", "ExitCode", "FGSBIRDataset",

@@ -15,12 +15,12 @@ from typing import Any
 
 import torch
 
-from .data import RunData
-from .dataset import DatasetOptions
-from .method import Method, MethodContext
-from .params import resolve_params
-from .plugins import get_host, reset_host
-from .presets import load_preset
+from sketchbench.data.dataset import DatasetOptions
+from sketchbench.data.rundata import RunData
+from sketchbench.host.plugins import get_host, reset_host
+from sketchbench.method.interface import Method, MethodContext
+from sketchbench.method.params import resolve_params
+from sketchbench.run.presets import load_preset
 
 
 def tiny_data(dataset: str = "tiny", preset: str = "smoke", seed: int = 0, root: Path | None = None,
@@ -63,7 +63,7 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, st
 
     from click.testing import CliRunner
 
-    from .cli import cli
+    from sketchbench.cli.main import cli
 
     group = copy.copy(cli)
     group.commands = dict(cli.commands)

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from sketchbench.results import load_results
+from sketchbench.results.schema import load_results
 from sketchbench.testing import run_cli
 
 FAST = ["-m", "triplet-timm", "-d", "tiny", "-p", "smoke", "--param", "backbone=test_efficientnet"]
@@ -131,7 +131,7 @@ def test_plot_writes_png_and_svg(grid, tmp_path):
 
 
 def test_pareto_front():
-    from sketchbench.plot import pareto_front
+    from sketchbench.results.plot import pareto_front
 
     pts = [(1.0, 10.0), (2.0, 20.0), (3.0, 15.0), (0.5, 5.0), (2.0, 19.0)]
     assert pareto_front(pts) == [3, 0, 1]

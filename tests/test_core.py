@@ -8,14 +8,14 @@ import pytest
 import torch
 from torch import nn
 
-from sketchbench.errors import PluginError, SketchbenchError
-from sketchbench.flops import count_flops, flop_counter_mode_flops
-from sketchbench.metrics import ranks, retrieval_metrics
-from sketchbench.params import Param, parse_key_values, resolve_params
-from sketchbench.presets import check_canvas, load_preset, preset_names
-from sketchbench.registry import Registry
-from sketchbench.results import SCHEMA_VERSION, load_results, new_results, write_results
-from sketchbench.training import create_backbone
+from sketchbench.base.errors import PluginError, SketchbenchError
+from sketchbench.host.registry import Registry
+from sketchbench.measure.flops import count_flops, flop_counter_mode_flops
+from sketchbench.measure.metrics import ranks, retrieval_metrics
+from sketchbench.method.params import Param, parse_key_values, resolve_params
+from sketchbench.method.training import create_backbone
+from sketchbench.results.schema import SCHEMA_VERSION, load_results, new_results, write_results
+from sketchbench.run.presets import check_canvas, load_preset, preset_names
 
 
 def test_registry_refuses_duplicates_naming_both_origins():
@@ -156,7 +156,7 @@ def test_pretrained_offline_fails_clearly(monkeypatch):
 def test_weights_file_loads_and_bad_weights_fail(tmp_path):
     src = create_backbone("test_efficientnet")
     torch.save({"state_dict": src.state_dict()}, tmp_path / "w.pth")
-    from sketchbench.training import load_weights
+    from sketchbench.method.training import load_weights
 
     dst = create_backbone("test_efficientnet")
     load_weights(dst, tmp_path / "w.pth")
@@ -173,7 +173,7 @@ def test_weights_file_loads_and_bad_weights_fail(tmp_path):
 @pytest.mark.parametrize("value,hidden_bar", [("1", True), ("", False)])
 def test_training_bar_honours_tqdm_disable(monkeypatch, value, hidden_bar):
     """tqdm ignores TQDM_DISABLE once ``disable=`` is passed; sketchbench's bars must not."""
-    from sketchbench.training import Trainer
+    from sketchbench.method.training import Trainer
 
     monkeypatch.setenv("TQDM_DISABLE", value)
     trainer = Trainer([torch.zeros(1, requires_grad=True)], lr=0.1, device=torch.device("cpu"))

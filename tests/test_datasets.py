@@ -15,9 +15,9 @@ from PIL import Image
 from scipy.io import savemat
 
 from sketchbench import DatasetOptions, RunData
-from sketchbench.errors import DataError
-from sketchbench.plugins import get_host
-from sketchbench.presets import load_preset
+from sketchbench.base.errors import DataError
+from sketchbench.host.plugins import get_host
+from sketchbench.run.presets import load_preset
 from sketchbench.testing import run_cli
 
 

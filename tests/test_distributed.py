@@ -47,7 +47,7 @@ def test_gather_in_order_drops_padding_duplicates(tmp_path):
     script = tmp_path / "g.py"
     script.write_text(
         "import torch, torch.distributed as dist\n"
-        "from sketchbench.distributed import gather_in_order\n"
+        "from sketchbench.method.distributed import gather_in_order\n"
         "dist.init_process_group('gloo')\n"
         "x = torch.arange(7 * 2, dtype=torch.uint8).view(7, 2)\n"
         "out = gather_in_order(lambda b: b.float() * 2, x, 2)\n"

@@ -28,8 +28,8 @@ from sketchbench_dynamic.sketchynet_v2 import (
 from torch import nn
 
 from sketchbench import Method, MethodContext, Sketch, SketchbenchError, hookimpl
-from sketchbench.evaluate import evaluate
-from sketchbench.flops import count_flops, count_params
+from sketchbench.measure.evaluate import evaluate
+from sketchbench.measure.flops import count_flops, count_params
 from sketchbench.testing import build_method, registered_plugin, tiny_data
 
 SMALL, LARGE = 32, 64  # the smoke preset's canvases
@@ -308,8 +308,8 @@ class _Plugin:
 
 
 def test_runner_trains_upstream_and_reloads_v2_from_cache(tmp_path):
-    from sketchbench.presets import load_preset
-    from sketchbench.runner import RunConfig, Runner
+    from sketchbench.run.presets import load_preset
+    from sketchbench.run.runner import RunConfig, Runner
 
     with registered_plugin(_Plugin(), "test-dynamic"):
         def run(out):

@@ -7,8 +7,13 @@ import statistics
 import pytest
 import torch
 
-from sketchbench.evaluate import evaluate
-from sketchbench.resolution import render_resolution, render_smallest_rank1, resolution_rows, smallest_rank1_rows
+from sketchbench.measure.evaluate import evaluate
+from sketchbench.results.resolution import (
+    render_resolution,
+    render_smallest_rank1,
+    resolution_rows,
+    smallest_rank1_rows,
+)
 from sketchbench.testing import build_method, run_cli, tiny_data
 
 
@@ -112,7 +117,7 @@ def test_report_prints_the_analyses(tmp_path):
     import json
 
     path = tmp_path / "r.json"
-    from sketchbench.results import new_results
+    from sketchbench.results.schema import new_results
 
     results = new_results({}, "h", "cpu")
     results["cells"] = [{**c, "preset": "smoke", "config_hash": f"h{i}", "params": {}, "kind": "baseline"}

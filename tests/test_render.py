@@ -8,8 +8,9 @@ from PIL import Image, ImageDraw
 from scipy import ndimage
 
 from sketchbench import Sketch, downscale_raster, render_item, render_sketch, stroke_width, vectorise
-from sketchbench.render import MARGIN, thin
-from sketchbench.sketch import BadSketch
+from sketchbench.data.render import MARGIN
+from sketchbench.data.sketch import BadSketch
+from sketchbench.data.vectorise import thin
 
 CANVASES = (32, 64, 128, 256)
 

@@ -15,9 +15,9 @@ import torch
 from torch import nn
 
 from sketchbench import Method, Param, hookimpl
-from sketchbench.results import CELL_KEYS, load_results
+from sketchbench.method.training import Trainer
+from sketchbench.results.schema import CELL_KEYS, load_results
 from sketchbench.testing import registered_plugin, run_cli
-from sketchbench.training import Trainer
 
 FAST = ["--param", "backbone=test_efficientnet", "-p", "smoke"]
 
@@ -68,7 +68,7 @@ def test_teacher_is_trained_once_and_reused(tmp_path, monkeypatch):
             calls.append(("student", tuple(canvases)))
 
         def encode_sketch(self, images):
-            from sketchbench.training import to_input
+            from sketchbench.method.training import to_input
             return self.net(to_input(images))
 
         encode_photo = encode_sketch
@@ -128,7 +128,7 @@ class _Flaky(Method):
             trainer.step(x * float("nan") if self.p["nan"] else x)
 
     def encode_sketch(self, images):
-        from sketchbench.training import to_input
+        from sketchbench.method.training import to_input
         return self.net(to_input(images))
 
     encode_photo = encode_sketch
@@ -204,7 +204,7 @@ def test_unwritable_output_is_one_line(tmp_path):
 
 
 def test_report_bad_files(tmp_path):
-    (tmp_path / "t.json").write_text('{"schema": "sketchbench.results", "schema_version": 1, "cel')
+    (tmp_path / "t.json").write_text('{"schema": "sketchbench.results.schema", "schema_version": 1, "cel')
     for path, msg in ((tmp_path / "t.json", "not valid JSON"), (tmp_path / "none.json", "does not exist")):
         code, _, err = run_cli("report", str(path))
         assert code == 2 and msg in err and len(err.strip().splitlines()) == 1
@@ -213,7 +213,7 @@ def test_report_bad_files(tmp_path):
 def test_killed_run_resumes_without_redoing_finished_cells(tmp_path):
     out = tmp_path / "k.json"
     env = dict(os.environ, SKETCHBENCH_CACHE_DIR=str(tmp_path / "cache"), OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-c", "from sketchbench.cli import main; main()", "run", "-m", "triplet-timm", "-d", "tiny",
+    cmd = [sys.executable, "-c", "from sketchbench.cli.main import main; main()", "run", "-m", "triplet-timm", "-d", "tiny",
            "--canvas", "32", "--canvas", "40", "--canvas", "48", "--canvas", "56", "--set", "epochs=3",
            "-o", str(out), *FAST]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -248,9 +248,9 @@ def test_save_weights_writes_a_file_that_weights_loads(tmp_path):
     saved = folder / "triplet-timm-tiny-c32-s0.pt"
     assert saved.is_file()
     state = torch.load(saved, weights_only=True)["state_dict"]
-    from sketchbench.method import MethodContext
-    from sketchbench.plugins import get_host
-    from sketchbench.presets import load_preset
+    from sketchbench.host.plugins import get_host
+    from sketchbench.method.interface import MethodContext
+    from sketchbench.run.presets import load_preset
 
     cls = get_host().methods.get("triplet-timm")
     params = {**{k: p.default for k, p in cls.params.items()}, "backbone": "test_efficientnet"}

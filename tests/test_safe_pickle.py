@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sketchbench.errors import DataError
-from sketchbench.safe_pickle import load_pickle
+from sketchbench.base.errors import DataError
+from sketchbench.data.safe_pickle import load_pickle
 
 
 class _Payload:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from sketchbench import DataError, Sketch
-from sketchbench.sketch import BadSketch
+from sketchbench.data.sketch import BadSketch
 
 
 def _xyp(rng: np.random.Generator, strokes: int = 4, points: int = 6, scale: float = 200.0) -> np.ndarray:

@@ -12,13 +12,13 @@ from sketchbench_students.teacher_cache import LastFeatureMap, feature_maps_of
 from torch import nn
 
 from sketchbench import Method, MethodContext, Param, SketchbenchError
-from sketchbench.cache import ArtifactCache
-from sketchbench.data import RunData
-from sketchbench.evaluate import evaluate
-from sketchbench.flops import count_flops
-from sketchbench.presets import load_preset
+from sketchbench.base.artifacts import ArtifactCache
+from sketchbench.data.rundata import RunData
+from sketchbench.measure.evaluate import evaluate
+from sketchbench.measure.flops import count_flops
+from sketchbench.method.training import to_input
+from sketchbench.run.presets import load_preset
 from sketchbench.testing import build_method, tiny_data
-from sketchbench.training import to_input
 
 SMALL = {"backbone": "test_efficientnet"}
 STUDENTS = ["mobilenetv2-sn", "sketchynet-v1", "b-regress", "b-akd", "b-pkt"]

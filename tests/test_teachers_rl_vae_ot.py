@@ -12,11 +12,11 @@ from sketchbench_teachers.stylevae import StyleVAE
 from sketchbench_teachers.triplet_rl import MinSize, progressive_prefixes
 
 from sketchbench import MethodContext, Sketch, SketchbenchError
-from sketchbench.flops import count_flops
-from sketchbench.params import resolve_params
-from sketchbench.presets import load_preset
+from sketchbench.measure.flops import count_flops
+from sketchbench.method.params import resolve_params
+from sketchbench.method.training import to_input
+from sketchbench.run.presets import load_preset
 from sketchbench.testing import build_method, tiny_data
-from sketchbench.training import to_input
 
 SMALL = "test_efficientnet"  # a tiny timm backbone, so the tests run in seconds
 

@@ -8,10 +8,10 @@ from sketchbench_teachers.holef_sn import HolefEnergy, SpatialAttention
 from sketchbench_teachers.sketch_a_net import sketch_a_net_input
 
 from sketchbench import MethodContext, SketchbenchError
-from sketchbench.flops import count_flops
-from sketchbench.params import resolve_params
-from sketchbench.plugins import get_host
-from sketchbench.presets import load_preset
+from sketchbench.host.plugins import get_host
+from sketchbench.measure.flops import count_flops
+from sketchbench.method.params import resolve_params
+from sketchbench.run.presets import load_preset
 from sketchbench.testing import build_method, tiny_data
 
 

@@ -1,7 +1,7 @@
 """Photo decoding shared by the file-based dataset loaders (QMUL-V2, Sketchy, FS-COCO).
 
 Every photo becomes uint8 ``(S, S, 3)`` RGB. A file that does not decode is a
-:class:`~sketchbench.errors.DataError` naming it: a broken photo would silently corrupt the gallery.
+:class:`~sketchbench.base.errors.DataError` naming it: a broken photo would silently corrupt the gallery.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import numpy as np
 from PIL import Image, ImageOps
 from tqdm.auto import tqdm
 
-from sketchbench.errors import DataError
-from sketchbench.progress import hidden
+from sketchbench.base.errors import DataError
+from sketchbench.base.progress import hidden
 
 
 def load_photo(path: Path, size: int, *, pad: bool = False) -> np.ndarray:

@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image
 
 from sketchbench import DatasetOptions, DatasetSource, FGSBIRDataset, SketchItem, Split, fingerprint_files
-from sketchbench.errors import DataError
+from sketchbench.base.errors import DataError
 
 SPLITS = ("train", "test")
 

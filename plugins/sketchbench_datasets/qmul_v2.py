@@ -8,7 +8,7 @@ Layout (Baseline_FGSBIR / StyleMeUp / on-the-fly-FGSBIR)::
 ``--data-root`` may be ``<root>``, ``<root>/Dataset``, ``<root>/ChairV2`` (StyleMeUp drops the
 ``Dataset`` level) or the folder holding the pickle itself.
 
-* The pickle is read with :func:`sketchbench.safe_pickle.load_pickle` only (a restricted unpickler).
+* The pickle is read with :func:`sketchbench.data.safe_pickle.load_pickle` only (a restricted unpickler).
 * Split = the ``train``/``test`` part of each key; photo name = the key's basename without its last
   ``_<k>`` (photo names may contain ``_``). Each split's gallery = its sorted unique photo names, so
   a photo whose sketches were all skipped stays in the gallery as a distractor.
@@ -30,8 +30,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from sketchbench import DatasetOptions, DatasetSource, FGSBIRDataset, SketchItem, SkipCounter, Split, fingerprint_files
-from sketchbench.errors import DataError
-from sketchbench.safe_pickle import load_pickle
+from sketchbench.base.errors import DataError
+from sketchbench.data.safe_pickle import load_pickle
 
 from ._photos import load_photos
 

@@ -46,8 +46,8 @@ from sketchbench import (
     Split,
     fingerprint_files,
 )
-from sketchbench.errors import DataError
-from sketchbench.progress import hidden
+from sketchbench.base.errors import DataError
+from sketchbench.base.progress import hidden
 
 from ._photos import load_photos
 
@@ -320,8 +320,8 @@ def parse_all(sketch_root: Path, files: list[Path], cache_dir: Path | None = Non
     """
     from tqdm.auto import tqdm
 
-    from sketchbench.cache import ArtifactCache, default_cache_dir, stable_hash
-    from sketchbench.errors import SketchbenchError
+    from sketchbench.base.artifacts import ArtifactCache, default_cache_dir, stable_hash
+    from sketchbench.base.errors import SketchbenchError
 
     try:
         cache = ArtifactCache(cache_dir or default_cache_dir())

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 
 from sketchbench import Method, RunData
-from sketchbench.flops import count_flops
-from sketchbench.training import embed_in_batches, sample_negatives
+from sketchbench.measure.flops import count_flops
+from sketchbench.method.training import embed_in_batches, sample_negatives
 
 
 @dataclass

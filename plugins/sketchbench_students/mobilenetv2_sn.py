@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sketchbench import Method, MethodContext, Param, RunData, SketchbenchError
-from sketchbench.training import (
+from sketchbench.method.training import (
     Trainer,
     create_backbone,
     edge_map,

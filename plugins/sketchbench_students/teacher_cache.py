@@ -35,8 +35,8 @@ import torch
 from torch import nn
 
 from sketchbench import Method, RunData
-from sketchbench.cache import stable_hash
-from sketchbench.training import embed_in_batches
+from sketchbench.base.artifacts import stable_hash
+from sketchbench.method.training import embed_in_batches
 
 log = logging.getLogger("sketchbench")
 
@@ -242,7 +242,7 @@ def feature_maps_of(teacher: Method, images: torch.Tensor) -> torch.Tensor:
     with torch.inference_mode(), LastFeatureMap(branch) as grab:
         branch(teacher.prepare_sketch(images))
     if grab.value is None:
-        from sketchbench.errors import SketchbenchError
+        from sketchbench.base.errors import SketchbenchError
 
         raise SketchbenchError(
             f"teacher {teacher.ctx.name!r} exposes no spatial feature map in its sketch branch "

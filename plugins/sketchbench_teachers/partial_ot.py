@@ -51,8 +51,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from sketchbench import Method, MethodContext, Param, RunData
-from sketchbench.errors import SketchbenchError
-from sketchbench.training import (
+from sketchbench.base.errors import SketchbenchError
+from sketchbench.method.training import (
     PooledFeatures,
     Trainer,
     create_backbone,
@@ -147,7 +147,7 @@ class _ForwardFeatures(nn.Module):
 
 def spatial_trunk(name: str, pretrained: bool, weights=None) -> nn.Module:
     """The convolutional trunk of a timm backbone (VGG16: ``features``), built through
-    :func:`sketchbench.training.create_backbone` so ``--pretrained`` / ``--weights`` behave the same."""
+    :func:`sketchbench.method.training.create_backbone` so ``--pretrained`` / ``--weights`` behave the same."""
     model = create_backbone(name, pretrained=pretrained, weights=weights)
     if isinstance(model, PooledFeatures):
         return model.trunk

@@ -67,8 +67,8 @@ from torch.func import functional_call
 from tqdm.auto import tqdm
 
 from sketchbench import Method, MethodContext, Param, RunData
-from sketchbench.errors import SketchbenchError, TrainingError
-from sketchbench.training import load_weights, sample_negatives, to_input, triplet_loss
+from sketchbench.base.errors import SketchbenchError, TrainingError
+from sketchbench.method.training import load_weights, sample_negatives, to_input, triplet_loss
 
 CODE = 128
 HIDDEN = 512

@@ -45,8 +45,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from sketchbench import Method, MethodContext, Param, RunData, Sketch, render_sketch
-from sketchbench.errors import SketchbenchError
-from sketchbench.training import (
+from sketchbench.base.errors import SketchbenchError
+from sketchbench.method.training import (
     Trainer,
     create_backbone,
     to_input,
@@ -246,7 +246,7 @@ class TripletRL(Method):
 
     def rl_inputs(self, data: RunData, canvas: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(prefix features ``(N, K, D)``, target photo per sketch ``(N,)``, frozen photo embeddings ``(P, E)``)."""
-        from sketchbench.training import embed_in_batches
+        from sketchbench.method.training import embed_in_batches
 
         feats = self.prefix_features(data.vectors("train"), canvas)
         photo_emb = embed_in_batches(self.encode_photo, data.photos("train"), data.preset.eval_batch_size)
@@ -313,7 +313,7 @@ class TripletRL(Method):
 
     def on_the_fly_metrics(self, data: RunData, canvas: int, split: str = "test") -> dict[str, float]:
         """m@A and m@B (in %) of the deterministic sketch branch on ``split``'s stroke prefixes."""
-        from sketchbench.training import embed_in_batches
+        from sketchbench.method.training import embed_in_batches
 
         self.net.eval()
         feats = self.prefix_features(data.vectors(split), canvas)

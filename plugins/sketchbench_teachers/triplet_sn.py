@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from sketchbench import Method, MethodContext, Param, RunData, SketchbenchError
-from sketchbench.training import Trainer, TripletBatch, load_weights, triplet_epochs, triplet_loss
+from sketchbench.method.training import Trainer, TripletBatch, load_weights, triplet_epochs, triplet_loss
 
 from .sketch_a_net import SketchANet, sketch_a_net_input
 

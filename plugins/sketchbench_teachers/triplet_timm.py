@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sketchbench import Method, MethodContext, Param, RunData
-from sketchbench.training import (
+from sketchbench.method.training import (
     Trainer,
     TripletBatch,
     create_backbone,

@@ -1,0 +1,1 @@
+"""Cross-cutting infrastructure: errors, progress bars, the artifact store, file helpers."""

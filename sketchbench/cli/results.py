@@ -1,0 +1,123 @@
+"""Commands on results files: ``report``, ``compare``, ``merge``, ``plot``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from sketchbench.base.errors import ExitCode
+from sketchbench.cli.main import cli
+
+
+@cli.command()
+@click.argument("results", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--format", "fmt", default="table", type=click.Choice(["table", "markdown", "csv", "json"]), show_default=True)
+@click.option("--analysis", "analyses", multiple=True, type=click.Choice(["resolution", "smallest-rank1"]),
+              help="Also print the pilot study's tables: accuracy as the canvas falls; smallest canvas with the photo first.")
+def report(results: tuple[Path, ...], fmt: str, analyses: tuple[str, ...]) -> None:
+    """Print a paper-style table from one or more results files (a cell in several files counts once).
+
+    \b
+    Examples:
+      sketchbench report results/run-*.json
+      sketchbench report a.json b.json --format markdown
+      sketchbench report results/bench-cpu/pilot.json --analysis resolution --analysis smallest-rank1
+    """
+    from sketchbench.results.report import render
+    from sketchbench.results.resolution import render_resolution, render_smallest_rank1
+    from sketchbench.results.schema import cell_id, load_results
+
+    cells, seen = [], set()
+    for path in results:
+        for cell in load_results(path)["cells"]:
+            # a finished cell found in several files (e.g. a teacher a bench also ran) counts once
+            if cell.get("status") == "ok":
+                if cell_id(cell) in seen:
+                    continue
+                seen.add(cell_id(cell))
+            cells.append(cell)
+    click.echo(render(cells, fmt))
+    table_fmt = "github" if fmt == "markdown" else "simple"
+    for name in dict.fromkeys(analyses):
+        fn = render_resolution if name == "resolution" else render_smallest_rank1
+        click.echo(f"\n{name}:\n{fn(cells, table_fmt)}")
+
+
+
+@cli.command()
+@click.argument("baseline", type=click.Path(path_type=Path))
+@click.argument("current", type=click.Path(path_type=Path))
+@click.option("--tolerance", type=float, default=None, help="Allowed accuracy drop in points (overrides the default).")
+@click.option("--sigma", type=float, default=2.0, show_default=True, help="Default tolerance: this many baseline seed stds...")
+@click.option("--min-tolerance", type=float, default=1.0, show_default=True, help="...but at least this many points.")
+@click.option("--allow-config-change", is_flag=True, help="Match cells by method/teacher/dataset/canvas when their configuration changed.")
+def compare(baseline: Path, current: Path, tolerance: float | None, sigma: float, min_tolerance: float,
+            allow_config_change: bool) -> None:
+    """Regression gate: exit 0 when CURRENT does not regress against BASELINE, 1 when it does,
+    2 on an error. FLOPs and params must match exactly; accuracy may drop by the tolerance;
+    latency is shown but never gates.
+
+    \b
+    Examples:
+      sketchbench compare benchmarks/baselines/smoke.json results/smoke.json
+      sketchbench compare base.json now.json --tolerance 2.5
+    """
+    from sketchbench.results.compare import Tolerance, render_comparison
+    from sketchbench.results.compare import compare as do_compare
+    from sketchbench.results.schema import load_results
+
+    base, cur = load_results(baseline), load_results(current)
+    table, regressions = do_compare(base, cur, Tolerance(sigma, min_tolerance, tolerance), allow_config_change)
+    click.echo(render_comparison(table))
+    if regressions:
+        click.echo(f"\n{len(regressions)} regression(s):", err=True)
+        for r in regressions:
+            click.echo(f"- {r}", err=True)
+        sys.exit(int(ExitCode.FAILED))
+    click.echo(f"\nno regression ({len(table)} cells compared)", err=True)
+
+
+
+@cli.command()
+@click.argument("results", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", "-o", type=click.Path(path_type=Path), required=True, help="The merged results file.")
+def merge(results: tuple[Path, ...], out: Path) -> None:
+    """Join results files of shards of one grid (run --shard I/N); refuses different configs.
+
+    \b
+    Examples:
+      sketchbench merge shard1.json shard2.json -o all.json
+    """
+    from sketchbench.results.merge import merge as do_merge
+    from sketchbench.results.schema import load_results, write_results
+
+    merged = do_merge([(str(p), load_results(p)) for p in results])
+    write_results(out, merged)
+    click.echo(f"{len(merged['cells'])} cells from {len(results)} files written to {out}")
+
+
+
+@cli.command()
+@click.argument("results", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", "-o", type=click.Path(path_type=Path), default=Path("plot"), show_default=True,
+              help="Output prefix: writes PREFIX.png and PREFIX.svg.")
+@click.option("--metric", default="acc1", type=click.Choice(["acc1", "acc10"]), show_default=True)
+def plot(results: tuple[Path, ...], out: Path, metric: str) -> None:
+    """Accuracy vs FLOPs (log axis, Pareto front marked) and latency vs FLOPs, per dataset.
+
+    \b
+    Examples:
+      sketchbench plot results/run-*.json -o docs/results/main
+    """
+    from sketchbench.results.plot import plot_results
+    from sketchbench.results.schema import load_results
+
+    cells = []
+    for p in results:
+        cells += load_results(p)["cells"]
+    for path in plot_results(cells, out, metric):
+        click.echo(str(path))
+
+

@@ -1,0 +1,162 @@
+"""``sketchbench run`` and ``sketchbench bench``: train and evaluate grids."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from sketchbench.base.errors import SketchbenchError
+from sketchbench.cli.main import cli
+from sketchbench.cli.options import canvas_option, expand_names, parse_shard, plugin_host
+
+EPILOG_RUN = """\b
+Examples:
+  sketchbench run --method sketchynet-v2 --dataset synthetic
+  sketchbench run --method triplet-sn --dataset synthetic --canvas 32 --canvas 64 --preset smoke
+  sketchbench run --method sketchynet-v1 --teacher holef-sn --dataset qmul-v1-shoes \\
+      --data-root ../shared/data/qmul-v1 --seed 0 --seed 1 --seed 2
+  sketchbench run --method sketchynet-v2 --dataset synthetic --param lambda_f=0.3
+  sketchbench run -m triplet-sn -d synthetic -c 96 --save-weights weights/
+  sketchbench run -m triplet-sn -d qmul-v1-shoes --data-root ../shared/data/qmul-v1 -c 96 \
+      --weights weights/triplet-sn-synthetic-c96-s0.pt
+"""
+
+
+
+@cli.command(epilog=EPILOG_RUN)
+@click.option("--method", "-m", "methods", multiple=True, required=True, help="Method name (repeat, or 'all').")
+@click.option("--dataset", "-d", "datasets", multiple=True, help="Dataset name (repeat, or 'all'); see 'sketchbench list datasets'.")
+@click.option("--teacher", "-t", default=None, help="Teacher for student methods (default: the method's own).")
+@click.option("--canvas", "-c", "canvases", multiple=True, help="Canvas size in pixels (repeat), or 'all' (the preset's).")
+@click.option("--preset", "-p", default=None, help="smoke, cpu or paper (default: paper on CUDA, cpu otherwise).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a preset value, e.g. --set epochs=3.")
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="Method hyper-parameter, e.g. --param lambda_f=0.3 (or METHOD.KEY=VALUE).")
+@click.option("--seed", "seeds", multiple=True, type=int, default=(0,), show_default=True, help="Seed (repeat for several).")
+@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
+@click.option("--data-root", type=click.Path(path_type=Path), default=None, help="Dataset root (or SKETCHBENCH_DATA).")
+@click.option("--cache-dir", type=click.Path(path_type=Path), default=None, help="Artifact cache (or SKETCHBENCH_CACHE_DIR).")
+@click.option("--out", "-o", type=click.Path(path_type=Path), default=None, help="Results JSON (default results/run-<hash>.json); an existing one is resumed.")
+@click.option("--pretrained", is_flag=True, help="Start backbones from ImageNet weights (needs the internet).")
+@click.option("--weights", type=click.Path(path_type=Path), default=None, help="Start backbones from this local checkpoint.")
+@click.option("--save-weights", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Also write each trained model's weights into this folder (for --weights).")
+@click.option("--no-chain", is_flag=True, help="Do not also evaluate the teacher/upstream methods.")
+@click.option("--shard", default=None, metavar="I/N", help="Run only the I-th of N interleaved parts of the grid.")
+@click.option("--format", "fmt", default="table", type=click.Choice(["table", "markdown", "csv", "json"]), show_default=True)
+@click.option("--debug", is_flag=True, help="Raise errors inside cells instead of recording them.")
+def run(methods, datasets, teacher, canvases, preset, overrides, params, seeds, device, data_root, cache_dir, out,
+        pretrained, weights, save_weights, no_chain, shard, fmt, debug) -> None:
+    """Train and evaluate methods on datasets over canvas sizes; print the table.
+
+    Teachers are trained once and cached; a rerun with the same --out resumes and skips
+    finished cells. The exit code is 1 when some cells failed (they are recorded with errors).
+    """
+    import torch
+
+    from sketchbench.base.artifacts import default_cache_dir
+    from sketchbench.method.params import parse_key_values
+    from sketchbench.results.report import render
+    from sketchbench.run.presets import load_preset
+    from sketchbench.run.runner import RunConfig, Runner
+
+    host = plugin_host()
+    preset_name = preset or ("paper" if (device != "cpu" and torch.cuda.is_available()) else "cpu")
+    p = load_preset(preset_name, parse_key_values(overrides, "--set"))
+    if save_weights is not None:
+        try:  # fail before any training, not after it
+            save_weights.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SketchbenchError(f"--save-weights {str(save_weights)!r}: cannot create the folder: {exc.strerror}") from None
+    config = RunConfig(
+        methods=expand_names(methods, host.methods),
+        datasets=expand_names(datasets, host.datasets),
+        preset=p,
+        canvases=canvas_option(canvases, p),
+        teacher=host.methods.entry(teacher).name if teacher else None,
+        seeds=list(dict.fromkeys(seeds)),
+        params=parse_key_values(params, "--param"),
+        device=device,
+        data_root=data_root,
+        cache_dir=cache_dir or default_cache_dir(),
+        out=out,
+        pretrained=pretrained,
+        weights=weights,
+        chain=not no_chain,
+        shard=parse_shard(shard),
+        debug=debug,
+        save_weights=save_weights,
+    )
+    from sketchbench.method.distributed import is_main, shutdown
+
+    runner = Runner(config, host)
+    try:
+        results, code = runner.run()
+        main_process = is_main()
+    finally:
+        shutdown()
+    if main_process:
+        click.echo(render(results["cells"], fmt))
+        click.echo(f"\nresults: {results['path']}", err=True)
+    sys.exit(int(code))
+
+
+
+@cli.command()
+@click.argument("name", required=False)
+@click.option("--preset", "-p", default=None, help="smoke, cpu or paper (default: paper on CUDA, cpu otherwise).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a preset value.")
+@click.option("--dataset", "-d", "datasets", multiple=True, help="Datasets (default: the benchmark's).")
+@click.option("--seed", "seeds", multiple=True, type=int, help="Seeds (default: the benchmark's).")
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="Extra method parameters.")
+@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
+@click.option("--data-root", type=click.Path(path_type=Path), default=None, help="Dataset root (or SKETCHBENCH_DATA).")
+@click.option("--cache-dir", type=click.Path(path_type=Path), default=None, help="Artifact cache (or SKETCHBENCH_CACHE_DIR).")
+@click.option("--weights", type=click.Path(path_type=Path), default=None, help="Start backbones from this local checkpoint.")
+@click.option("--out-dir", type=click.Path(path_type=Path), default=None, help="Default: results/bench-<preset>/.")
+@click.option("--bench-dir", type=click.Path(path_type=Path), default=None, help="Where NAME.toml files are (default ./benchmarks).")
+@click.option("--no-plot", is_flag=True, help="Skip the plot.")
+def bench(name, preset, overrides, datasets, seeds, params, device, data_root, cache_dir, weights, out_dir, bench_dir,
+          no_plot) -> None:
+    """Run a benchmark (one table of the paper): results JSON, Markdown table and plot.
+
+    Without NAME, lists the benchmarks.
+
+    \b
+    Examples:
+      sketchbench bench
+      sketchbench bench main --preset smoke
+      sketchbench bench main --preset cpu -d qmul-v1-shoes -d qmul-v1-chairs \\
+          --data-root ../shared/data/qmul-v1 --seed 0 --seed 1 --seed 2
+    """
+    import torch
+
+    from sketchbench.base.artifacts import default_cache_dir
+    from sketchbench.method.params import parse_key_values
+    from sketchbench.run.bench import bench_names, default_bench_dir, load_spec, run_bench
+    from sketchbench.run.presets import load_preset
+    from sketchbench.run.runner import RunConfig
+
+    bdir = bench_dir or default_bench_dir()
+    if name is None:
+        for n in bench_names(bdir):
+            spec = load_spec(n, bdir)
+            click.echo(f"{n:20s} {spec.get('title', '')}")
+        return
+    spec = load_spec(name, bdir)
+    preset_name = preset or ("paper" if (device != "cpu" and torch.cuda.is_available()) else "cpu")
+    p = load_preset(preset_name, parse_key_values(overrides, "--set"))
+    host = plugin_host()
+    base = RunConfig(
+        methods=[], datasets=expand_names(tuple(datasets) or tuple(spec.get("datasets", [])), host.datasets),
+        preset=p, seeds=list(dict.fromkeys(seeds or spec.get("seeds", [0]))),
+        params=parse_key_values(params, "--param"), device=device, data_root=data_root,
+        cache_dir=cache_dir or default_cache_dir(), weights=weights,
+    )
+    path, code = run_bench(name, spec, base, out_dir or Path("results") / f"bench-{preset_name}", plot=not no_plot)
+    click.echo(path.with_suffix(".md").read_text())
+    click.echo(f"results: {path} (+ .md, .png, .svg)", err=True)
+    sys.exit(int(code))
+
+

@@ -1,0 +1,1 @@
+"""The data layer: sketches, rendering, vectorising, dataset records, safe loading, run data."""

@@ -1,0 +1,134 @@
+"""What a dataset plugin returns: sketches paired with photos, split into train and test.
+
+A sketch is a vector :class:`~sketchbench.data.sketch.Sketch`, a raster (QMUL-V1 ships only
+rasters), or both. Photos are one uint8 array per split, already square at the requested size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from sketchbench.base.errors import DataError
+from sketchbench.data.sketch import BadSketch, Sketch
+
+
+@dataclass
+class SketchItem:
+    id: str
+    photo: int  # index into the split's photos
+    vector: Sketch | None = None
+    raster: np.ndarray | None = None  # uint8 (H, W), black strokes on white
+
+
+@dataclass
+class Split:
+    sketches: list[SketchItem]
+    photo_ids: list[str]
+    #: uint8 (P, S, S, 3); ``None`` when the photos are not available (e.g. a pickle without photos)
+    photos: np.ndarray | None = None
+    #: optional per-sketch candidate negatives (photo indices), e.g. QMUL-V1's triplet annotations
+    hard_negatives: list[list[int]] | None = None
+
+    @property
+    def pairs(self) -> np.ndarray:
+        return np.array([s.photo for s in self.sketches], dtype=np.int64)
+
+
+@dataclass
+class FGSBIRDataset:
+    name: str
+    train: Split
+    test: Split
+    #: loader facts worth recording in results, e.g. ``{"skipped_sketches": 3}``
+    meta: dict[str, Any] = field(default_factory=dict)
+    #: a hash of everything the content depends on (files, generator parameters)
+    fingerprint: str = ""
+
+    @property
+    def has_vectors(self) -> bool:
+        return all(s.vector is not None for s in self.train.sketches + self.test.sketches)
+
+    @property
+    def has_photos(self) -> bool:
+        return self.train.photos is not None and self.test.photos is not None
+
+    def split(self, name: str) -> Split:
+        if name not in ("train", "test"):
+            raise ValueError(f"unknown split {name!r}")
+        return self.train if name == "train" else self.test
+
+
+@dataclass(frozen=True)
+class DatasetOptions:
+    """What the runner tells a loader."""
+
+    root: Path | None = None
+    photo_size: int = 256
+    seed: int = 0
+    #: the preset's size knobs (used by generated datasets, e.g. ``{"instances": 60}``)
+    size: dict[str, Any] = field(default_factory=dict)
+    #: False for ``data info``: loaders may then skip decoding photos
+    need_photos: bool = True
+    #: the run's artifact cache directory, for loaders that cache slow parsing (``None``: no cache)
+    cache_dir: Path | None = None
+
+
+class DatasetSource(ABC):
+    """Base class of dataset plugins. Register the class with ``register_datasets``."""
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    #: False for datasets that are generated and need no files
+    needs_root: ClassVar[bool] = True
+    #: the environment variable / CLI help shows this as the expected layout
+    layout: ClassVar[str] = ""
+
+    @abstractmethod
+    def load(self, options: DatasetOptions) -> FGSBIRDataset:
+        """Read (or generate) the dataset. Raise :class:`~sketchbench.base.errors.DataError` with one
+        line naming the file and what was expected when the input is wrong."""
+
+    def resolve_root(self, options: DatasetOptions) -> Path:
+        """The data root, or a one-line error when it is missing."""
+        if options.root is None:
+            raise DataError(
+                f"dataset {self.name!r} needs its files: pass --data-root DIR or set SKETCHBENCH_DATA"
+                + (f" (expected layout: {self.layout})" if self.layout else "")
+            )
+        root = Path(options.root).expanduser()
+        if not root.exists():
+            raise DataError(f"data root {str(root)!r} does not exist")
+        return root
+
+
+def fingerprint_files(paths: Iterable[Path], extra: str = "") -> str:
+    """A content-address of data files from their names, sizes and modification times (cheap)."""
+    h = hashlib.sha256(extra.encode())
+    for p in sorted(Path(x) for x in paths):
+        st = p.stat()
+        h.update(f"{p.name}:{st.st_size}:{int(st.st_mtime)}".encode())
+    return h.hexdigest()[:16]
+
+
+class SkipCounter:
+    """Collects bad sketches: each is skipped with one warning, and the count goes to metadata."""
+
+    def __init__(self, dataset: str) -> None:
+        self.dataset = dataset
+        self.count = 0
+
+    def vector(self, key: str, array: np.ndarray, **kwargs: Any) -> Sketch | None:
+        try:
+            return Sketch.from_xyp(array, **kwargs)
+        except BadSketch as exc:
+            self.count += 1
+            warnings.warn(f"{self.dataset}: skipping sketch {key!r}: {exc}", stacklevel=2)
+            return None

@@ -1,0 +1,1 @@
+"""The plugin host: hook specifications, loading plugins, named registries."""

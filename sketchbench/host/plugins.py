@@ -1,0 +1,236 @@
+"""Loading plugins: the built-in ones from a list, third-party ones from entry points.
+
+Each third-party plugin is loaded on its own: one that fails to import (or whose hook raises)
+costs one warning line on stderr naming it, and everything else still loads. Environment:
+
+- ``SKETCHBENCH_LOAD_PLUGINS=a,b``: load only these third-party plugins (empty: none).
+- ``SKETCHBENCH_DISABLE_PLUGINS=a,b``: never load these (built-ins included).
+- ``SKETCHBENCH_STRICT_PLUGINS=1``: a plugin that fails to load is fatal (exit code 4).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata as md
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+import pluggy
+
+from sketchbench.base.errors import PluginError, did_you_mean
+from sketchbench.host import hookspecs
+from sketchbench.host.registry import Registry
+
+ENTRY_POINT_GROUP = "sketchbench"
+
+#: Built-in plugin packages, shipped in this distribution under ``plugins/``. They use only the
+#: public API, exactly like a third-party plugin; the core never names a method or a dataset.
+BUILTIN_PLUGINS: tuple[str, ...] = (
+    "sketchbench_datasets",
+    "sketchbench_teachers",
+    "sketchbench_students",
+    "sketchbench_dynamic",
+)
+
+
+@dataclass
+class PluginInfo:
+    name: str
+    source: str  # "builtin" or "entry point"
+    distribution: str | None = None
+    version: str | None = None
+    hooks: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+def _env_list(name: str) -> set[str] | None:
+    value = os.environ.get(name)
+    if value is None:
+        return None
+    return {part.strip() for part in value.split(",") if part.strip()}
+
+
+def _strict() -> bool:
+    return os.environ.get("SKETCHBENCH_STRICT_PLUGINS", "") not in ("", "0", "false", "no")
+
+
+class PluginHost:
+    """Owns the pluggy manager and the method/dataset registries filled from it."""
+
+    def __init__(self) -> None:
+        self.pm = pluggy.PluginManager("sketchbench")
+        self.pm.add_hookspecs(hookspecs)
+        self.methods: Registry[Any] = Registry("method")
+        self.datasets: Registry[Any] = Registry("dataset")
+        self.plugins: dict[str, PluginInfo] = {}
+        self._registered = False
+
+    # -- loading --------------------------------------------------------------------------
+    def _fail(self, info: PluginInfo, message: str) -> None:
+        # one line, whatever the exception's message holds (some span several lines)
+        message = next((line.strip() for line in message.splitlines() if line.strip()), message.strip())
+        info.error = message
+        where = ""
+        if info.source == "entry point" and info.distribution:
+            where = f" (from {info.distribution}{' ' + info.version if info.version else ''})"
+        if _strict():
+            raise PluginError(f"plugin {info.name!r}{where} failed to load: {message}")
+        print(f"warning: skipping plugin {info.name!r}{where}: {message}", file=sys.stderr)
+
+    def _register(self, plugin: object, info: PluginInfo) -> None:
+        """Register with pluggy, refusing hook implementations no hookspec declares (a typo such
+        as ``register_method`` would otherwise be ignored without a word)."""
+        self.pm.register(plugin, name=info.name)
+        unknown = [c.name for c in self.pm.get_hookcallers(plugin) or [] if not c.has_spec()]
+        if unknown:
+            self.pm.unregister(name=info.name)
+            known = [n for n, caller in vars(self.pm.hook).items() if caller.has_spec()]
+            raise PluginError(f"unknown hook {unknown[0]!r}." + did_you_mean(unknown[0], known))
+
+    def load_builtins(self, modules: tuple[str, ...] = BUILTIN_PLUGINS) -> None:
+        blocked = _env_list("SKETCHBENCH_DISABLE_PLUGINS") or set()
+        for module_name in modules:
+            if module_name in blocked:
+                continue
+            info = PluginInfo(module_name, "builtin", "sketchbench", _version())
+            self.plugins[module_name] = info
+            try:
+                self._register(importlib.import_module(module_name), info)
+            except Exception as exc:
+                self._fail(info, _describe(exc))
+
+    def load_entry_points(self) -> None:
+        allowed = _env_list("SKETCHBENCH_LOAD_PLUGINS")
+        blocked = _env_list("SKETCHBENCH_DISABLE_PLUGINS") or set()
+        for ep in md.entry_points(group=ENTRY_POINT_GROUP):
+            if ep.name in blocked or (allowed is not None and ep.name not in allowed):
+                continue
+            dist_name, dist_version = _distribution(ep)
+            seen = self.plugins.get(ep.name)
+            if seen is not None:
+                # the same distribution found twice on sys.path is fine; two distributions
+                # claiming one plugin name are not: the first one wins, loudly
+                if seen.distribution != dist_name:
+                    self._fail(PluginInfo(ep.name, "entry point", dist_name, dist_version),
+                               f"plugin name already used by {seen.distribution or seen.source}")
+                continue
+            info = PluginInfo(ep.name, "entry point", dist_name, dist_version)
+            self.plugins[ep.name] = info
+            try:
+                self._register(ep.load(), info)
+            except Exception as exc:
+                self._fail(info, _describe(exc))
+
+    def register_plugin(self, plugin: object, name: str) -> None:
+        """Register an in-process plugin object (tests, notebooks)."""
+        info = PluginInfo(name, "in-process")
+        self._register(plugin, info)
+        self.plugins[name] = info
+        if self._registered:
+            self._collect_from(name)
+
+    def unregister_plugin(self, name: str) -> None:
+        self.pm.unregister(name=name)
+        self.plugins.pop(name, None)
+        for registry in (self.methods, self.datasets):
+            _drop(registry, name)
+
+    # -- registration ---------------------------------------------------------------------
+    def _collect_from(self, only: str | None = None) -> None:
+        for hook_name, registry in (
+            ("register_methods", self.methods),
+            ("register_datasets", self.datasets),
+        ):
+            for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
+                if only is not None and impl.plugin_name != only:
+                    continue
+                origin = impl.plugin_name
+
+                def register(name: str, target: Any, *, aliases: tuple[str, ...] = (), _origin=origin, _reg=registry, **info: Any) -> Any:
+                    return _reg.add(name, target, origin=_origin, aliases=tuple(aliases), **info)
+
+                info = self.plugins.get(origin)
+                try:
+                    impl.function(register=register)
+                except PluginError:
+                    raise
+                except Exception as exc:
+                    if info is None:
+                        raise
+                    _drop(registry, origin)  # no half-registered plugin
+                    self._fail(info, f"{hook_name} raised {type(exc).__name__}: {exc}")
+                if info is not None and hook_name not in info.hooks:
+                    info.hooks.append(hook_name)
+        for impl in self.pm.hook.register_commands.get_hookimpls():
+            info = self.plugins.get(impl.plugin_name)
+            if info is not None and "register_commands" not in info.hooks:
+                info.hooks.append("register_commands")
+
+    def register_all(self) -> None:
+        if not self._registered:
+            self._registered = True
+            self._collect_from()
+
+    def add_commands(self, cli: Any) -> None:
+        for impl in self.pm.hook.register_commands.get_hookimpls():
+            try:
+                impl.function(cli=cli)
+            except Exception as exc:
+                info = self.plugins.get(impl.plugin_name, PluginInfo(impl.plugin_name, "?"))
+                self._fail(info, f"register_commands raised {type(exc).__name__}: {exc}")
+
+
+def _describe(exc: Exception) -> str:
+    # our own errors already read as a sentence; others need their type (ImportError: ...)
+    return str(exc) if isinstance(exc, PluginError) else f"{type(exc).__name__}: {exc}"
+
+
+def _drop(registry: Registry[Any], origin: str) -> None:
+    """Remove every entry ``origin`` registered."""
+    for entry in list(registry):
+        if entry.origin == origin:
+            registry._entries.pop(entry.name)
+            for alias in entry.aliases:
+                registry._aliases.pop(alias, None)
+
+
+def _distribution(ep: md.EntryPoint) -> tuple[str | None, str | None]:
+    """Name and version of the distribution declaring ``ep``; ``None`` when its metadata is
+    missing or unreadable (a hand-made ``.dist-info`` must not break loading)."""
+    dist = getattr(ep, "dist", None)
+    if dist is None:
+        return None, None
+    try:
+        meta = dist.metadata
+        return (meta.get("Name") if meta is not None else None), dist.version
+    except Exception:
+        return None, None
+
+
+def _version() -> str:
+    from sketchbench import __version__
+
+    return __version__
+
+
+_host: PluginHost | None = None
+
+
+def get_host() -> PluginHost:
+    """The process-wide plugin host, loaded on first use."""
+    global _host
+    if _host is None:
+        host = PluginHost()
+        host.load_builtins()
+        host.load_entry_points()
+        host.register_all()
+        _host = host
+    return _host
+
+
+def reset_host() -> None:
+    """Forget loaded plugins (tests; a changed environment)."""
+    global _host
+    _host = None

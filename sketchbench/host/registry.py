@@ -1,0 +1,101 @@
+"""Named registries of methods and datasets, filled by plugins through registration hooks.
+
+An entry may be the class itself or a lazy ``"module:attr"`` string, so that listing what is
+available never imports a method's heavy modules (torch models, timm). The metadata needed for
+listing (kind, description, ...) is passed at registration time.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from sketchbench.base.errors import PluginError, SketchbenchError, did_you_mean
+
+T = TypeVar("T")
+
+
+@dataclass
+class Entry(Generic[T]):
+    """One registered name: where it came from and how to get the object."""
+
+    name: str
+    target: T | str
+    origin: str
+    info: dict[str, Any] = field(default_factory=dict)
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def is_loaded(self) -> bool:
+        return not isinstance(self.target, str)
+
+    def load(self) -> T:
+        """Import a lazy ``"module:attr"`` target on first use."""
+        if isinstance(self.target, str):
+            module_name, _, attr = self.target.partition(":")
+            try:
+                obj = getattr(importlib.import_module(module_name), attr)
+            except Exception as exc:  # a broken plugin module must not become a traceback
+                raise PluginError(
+                    f"{self.name!r} (from {self.origin}) could not be imported from "
+                    f"{self.target!r}: {type(exc).__name__}: {exc}"
+                ) from exc
+            self.target = obj
+        return self.target  # type: ignore[return-value]
+
+
+class Registry(Generic[T]):
+    """A name → :class:`Entry` map that refuses duplicates and suggests names for typos."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._entries: dict[str, Entry[T]] = {}
+        self._aliases: dict[str, str] = {}
+
+    def add(
+        self,
+        name: str,
+        target: T | str,
+        *,
+        origin: str,
+        aliases: tuple[str, ...] = (),
+        **info: Any,
+    ) -> Entry[T]:
+        if not isinstance(name, str) or not name:
+            raise PluginError(f"{origin} registered a {self.kind} with an invalid name {name!r}")
+        for key in (name, *aliases):
+            clash = self._entries.get(self._aliases.get(key, key))
+            if clash is not None:
+                raise PluginError(
+                    f"{self.kind} {key!r} is registered twice: by {clash.origin} and by {origin}"
+                )
+        entry = Entry(name=name, target=target, origin=origin, info=dict(info), aliases=aliases)
+        self._entries[name] = entry
+        for alias in aliases:
+            self._aliases[alias] = name
+        return entry
+
+    def entry(self, name: str) -> Entry[T]:
+        key = self._aliases.get(name, name)
+        if key not in self._entries:
+            raise SketchbenchError(
+                f"unknown {self.kind} {name!r}." + did_you_mean(name, self.names())
+            )
+        return self._entries[key]
+
+    def get(self, name: str) -> T:
+        return self.entry(name).load()
+
+    def names(self) -> list[str]:
+        return sorted(self._entries)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self._aliases.get(name, name) in self._entries
+
+    def __iter__(self) -> Iterator[Entry[T]]:
+        return iter(self._entries[n] for n in self.names())
+
+    def __len__(self) -> int:
+        return len(self._entries)

@@ -1,0 +1,1 @@
+"""Measuring a trained method: retrieval metrics, FLOPs, latency, evaluation."""

@@ -1,0 +1,1 @@
+"""The method layer: the Method interface, declared parameters, training helpers, distributed training, weight sources."""

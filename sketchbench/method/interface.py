@@ -1,0 +1,163 @@
+"""The common interface every FG-SBIR method implements.
+
+A method owns a sketch encoder and a photo encoder (often the same network), trains itself on a
+:class:`~sketchbench.data.rundata.RunData`, and encodes batches of uint8 images. The framework, not the
+method, evaluates it, counts its FLOPs and params (by tracing :meth:`Method.sketch_branch`) and
+measures latency. Register a subclass with the ``register_methods`` hook.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+import torch
+from torch import nn
+
+from sketchbench.method.params import Param
+
+if TYPE_CHECKING:
+    from sketchbench.data.dataset import SketchItem
+    from sketchbench.data.rundata import RunData
+    from sketchbench.run.presets import Preset
+
+Kind = Literal["teacher", "student", "baseline"]
+
+
+@dataclass
+class MethodContext:
+    """Everything a method is built from."""
+
+    name: str
+    params: dict[str, Any]
+    preset: Preset
+    device: torch.device
+    seed: int
+    #: load ImageNet weights through timm (fails clearly offline)
+    pretrained: bool = False
+    #: a local checkpoint of backbone weights to start from (``--weights FILE``)
+    weights: Path | None = None
+    log: logging.Logger = field(default_factory=lambda: logging.getLogger("sketchbench"))
+
+
+class Method(ABC):
+    """Base class of all methods.
+
+    Class attributes describe the method to the runner:
+
+    - ``kind``: ``"teacher"`` (a full FG-SBIR model), ``"student"`` (distilled from a teacher) or
+      ``"baseline"``;
+    - ``needs_teacher``: ``train`` gets a trained teacher; ``default_teacher`` names the one used
+      when ``--teacher`` is not given;
+    - ``upstream``: a method this one builds on (e.g. a canvas selector on a trained student). The
+      runner trains it with the same teacher and passes it to ``train`` as ``upstream``;
+    - ``multi_canvas``: trained once on all of the preset's canvases; otherwise the runner trains
+      one model per evaluated canvas (sketches rendered at that canvas);
+    - ``dynamic``: picks each sketch's canvas itself (:meth:`choose_canvases`);
+    - ``params``: declared hyper-parameters (``--param KEY=VALUE``).
+    """
+
+    kind: ClassVar[Kind] = "teacher"
+    description: ClassVar[str] = ""
+    needs_teacher: ClassVar[bool] = False
+    default_teacher: ClassVar[str | None] = None
+    upstream: ClassVar[str | None] = None
+    multi_canvas: ClassVar[bool] = False
+    dynamic: ClassVar[bool] = False
+    params: ClassVar[Mapping[str, Param]] = {}
+    #: bump when a change invalidates cached checkpoints of this method
+    version: ClassVar[str] = "1"
+
+    def __init__(self, ctx: MethodContext) -> None:
+        self.ctx = ctx
+        self.p = ctx.params
+        self.device = ctx.device
+
+    # -- training ---------------------------------------------------------------------------
+    @abstractmethod
+    def train(
+        self,
+        data: RunData,
+        canvases: Sequence[int],
+        teacher: Method | None = None,
+        upstream: Method | None = None,
+    ) -> None:
+        """Train on ``data``'s train split with sketches rendered at ``canvases``."""
+
+    # -- inference --------------------------------------------------------------------------
+    @abstractmethod
+    def encode_sketch(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 ``(B, c, c)`` black-on-white sketches → embeddings ``(B, ...)``."""
+
+    @abstractmethod
+    def encode_photo(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 ``(B, 3, S, S)`` photos → embeddings ``(B, ...)``."""
+
+    def distance(self, sketches: torch.Tensor, photos: torch.Tensor) -> torch.Tensor:
+        """``(Q, P)`` distances between sketch and photo embeddings (Euclidean by default)."""
+        return torch.cdist(sketches.flatten(1).float(), photos.flatten(1).float())
+
+    @abstractmethod
+    def sketch_branch(self) -> nn.Module:
+        """The module a query runs through, taking the float tensor of :meth:`sketch_input`.
+        FLOPs and params are counted on it: features + global pool, no classifier."""
+
+    def sketch_input(self, canvas: int, batch: int = 1) -> torch.Tensor:
+        """An example float input of :meth:`sketch_branch` at ``canvas``."""
+        return torch.zeros(batch, 3, canvas, canvas, device=self.device)
+
+    def prepare_sketch(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 sketches → the float input of :meth:`sketch_branch` (used for latency)."""
+        from sketchbench.method.training import to_input
+
+        return to_input(images, channels=self.sketch_input(8).shape[1], device=self.device)
+
+    # -- dynamic methods ----------------------------------------------------------------------
+    def choose_canvases(self, items: Sequence[SketchItem], data: RunData) -> list[int]:
+        """For dynamic methods: the canvas each test sketch is rendered at."""
+        raise NotImplementedError
+
+    def selector_flops_inputs(self, items: Sequence[SketchItem], data: RunData) -> list[tuple[nn.Module, tuple]]:
+        """For dynamic methods: (module, example inputs) per query, whose FLOPs the framework
+        adds to each query's encoder FLOPs (e.g. the GRU over that sketch's sequence)."""
+        return []
+
+    def sketches_at(self, data: RunData, split: str, canvas: int, indices: Sequence[int]) -> torch.Tensor:
+        """The queries ``indices`` of ``split`` as this method's encoder sees them at ``canvas``: uint8
+        ``(len(indices), c, c)`` (or ``(len(indices), 3, c, c)`` for image queries). Evaluation takes
+        every query from here, at a fixed canvas and at a dynamic method's chosen ones. Default: the
+        cached sketch renders; override to feed your own inputs (e.g. a crop of the sketch, or, for
+        photo-query retrieval, a degraded view of the paired photo)."""
+        return data.sketches(split, canvas)[list(indices)]
+
+    def bind_upstream(self, upstream: Method) -> None:
+        """Receive the trained upstream method before ``train`` or ``load_state`` (a method restored
+        from a checkpoint gets it only this way). Default: ignored."""
+        return None
+
+    def extra_metrics(self, data: RunData, canvas: int | None) -> dict[str, float]:
+        """Method-specific metrics added to the result cell (e.g. on-the-fly retrieval)."""
+        return {}
+
+    # -- state ----------------------------------------------------------------------------------
+    @abstractmethod
+    def modules(self) -> nn.Module:
+        """Every trainable part, as one module (saved and loaded as its state dict)."""
+
+    def state(self) -> dict[str, Any]:
+        """What a checkpoint holds. Override to store structure (e.g. pruned widths)."""
+        return {"state_dict": self.modules().state_dict()}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.modules().load_state_dict(state["state_dict"])
+
+    def eval(self) -> Method:
+        self.modules().eval()
+        return self
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.ctx.name}>"

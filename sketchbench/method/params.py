@@ -1,0 +1,73 @@
+"""Hyper-parameters a method declares, with defaults per preset, validated ``--param`` values."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sketchbench.base.errors import SketchbenchError, did_you_mean
+
+
+@dataclass(frozen=True)
+class Param:
+    """One declared hyper-parameter. Its type is the default's type."""
+
+    default: Any
+    help: str = ""
+    choices: tuple[Any, ...] | None = None
+    #: default overrides per preset, e.g. ``{"smoke": 1}``
+    presets: Mapping[str, Any] = field(default_factory=dict)
+
+    def default_for(self, preset: str) -> Any:
+        return self.presets.get(preset, self.default)
+
+    def parse(self, name: str, raw: Any) -> Any:
+        kind = type(self.default)
+        if isinstance(raw, str) and kind is not str:
+            try:
+                if kind is bool:
+                    if raw.lower() not in ("1", "0", "true", "false", "yes", "no"):
+                        raise ValueError
+                    value: Any = raw.lower() in ("1", "true", "yes")
+                elif self.default is None:
+                    value = raw
+                else:
+                    value = kind(raw)
+            except ValueError:
+                raise SketchbenchError(
+                    f"--param {name}={raw!r}: expected a {kind.__name__}"
+                ) from None
+        else:
+            value = raw
+        if self.choices is not None and value not in self.choices:
+            raise SketchbenchError(
+                f"--param {name}={raw!r}: must be one of {', '.join(map(str, self.choices))}"
+            )
+        if isinstance(value, float) and value != value:
+            raise SketchbenchError(f"--param {name}: NaN is not allowed")
+        return value
+
+
+def resolve_params(
+    method: str, declared: Mapping[str, Param], preset: str, given: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Defaults for the preset, overridden by the given values; unknown keys are refused."""
+    for key in given:
+        if key not in declared:
+            hint = did_you_mean(key, declared) if declared else " It declares no parameters."
+            raise SketchbenchError(f"method {method!r} has no parameter {key!r}." + hint)
+    out = {k: p.default_for(preset) for k, p in declared.items()}
+    for key, raw in given.items():
+        out[key] = declared[key].parse(key, raw)
+    return out
+
+
+def parse_key_values(items: tuple[str, ...] | list[str], option: str) -> dict[str, str]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise SketchbenchError(f"{option} {item!r}: expected KEY=VALUE")
+        out[key.strip()] = value.strip()
+    return out

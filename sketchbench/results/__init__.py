@@ -1,0 +1,1 @@
+"""Results files and what is made from them: schema, merge, report, compare, resolution analyses, plots."""

@@ -1,0 +1,94 @@
+"""Plots from results: accuracy versus FLOPs (log axis) per dataset with the Pareto front
+marked, and latency versus FLOPs. matplotlib is the optional ``plot`` extra."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sketchbench.base.errors import SketchbenchError
+from sketchbench.results.report import aggregate
+
+
+def _matplotlib():
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise SketchbenchError("plotting needs matplotlib: pip install 'sketchbench[plot]'") from None
+    return plt
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of points not dominated by any other (lower FLOPs and higher accuracy is better)."""
+    front = []
+    for i, (f, a) in enumerate(points):
+        dominated = any(
+            (f2 <= f and a2 >= a) and (f2 < f or a2 > a) for j, (f2, a2) in enumerate(points) if j != i
+        )
+        if not dominated:
+            front.append(i)
+    return sorted(front, key=lambda i: points[i][0])
+
+
+def _label(row: dict[str, Any]) -> str:
+    c = "dyn" if row["canvas"] == "dynamic" else str(row["canvas"])
+    t = f"←{row['teacher']}" if row.get("teacher") else ""
+    v = f" [{row['variant']}]" if row.get("variant") else ""
+    return f"{row['method']}{t}@{c}{v}"
+
+
+def plot_results(cells: list[dict[str, Any]], out_prefix: Path, metric: str = "acc1") -> list[Path]:
+    plt = _matplotlib()
+    rows = [r for r in aggregate(cells) if r.get("gflops") and r.get(metric) is not None]
+    if not rows:
+        raise SketchbenchError("no finished cells to plot")
+    datasets = list(dict.fromkeys(r["dataset"] for r in rows))
+    fig, axes = plt.subplots(2, len(datasets), figsize=(6 * len(datasets), 9), squeeze=False)
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    cmap = plt.get_cmap("tab20")
+    colour = {m: cmap(i % 20) for i, m in enumerate(methods)}
+    for col, ds in enumerate(datasets):
+        sub = [r for r in rows if r["dataset"] == ds]
+        ax = axes[0][col]
+        for r in sub:
+            ax.errorbar(r["gflops"], r[metric], yerr=r.get(metric + "_std") or 0, fmt="o", color=colour[r["method"]],
+                        label=r["method"], capsize=2)
+            ax.annotate(_label(r), (r["gflops"], r[metric]), fontsize=6, xytext=(3, 3), textcoords="offset points")
+        pts = [(r["gflops"], r[metric]) for r in sub]
+        front = pareto_front(pts)
+        ax.plot([pts[i][0] for i in front], [pts[i][1] for i in front], "k--", lw=1, label="Pareto front")
+        ax.set_xscale("log")
+        ax.set_xlabel("GFLOPs per query (sketch branch, log)")
+        ax.set_ylabel({"acc1": "acc@1 (%)", "acc10": "acc@10 (%)"}.get(metric, metric))
+        ax.set_title(f"{ds}: accuracy vs FLOPs")
+        handles, labels = ax.get_legend_handles_labels()
+        uniq = dict(zip(labels, handles))
+        ax.legend(uniq.values(), uniq.keys(), fontsize=7)
+        ax2 = axes[1][col]
+        for r in sub:
+            if r.get("latency_ms"):
+                ax2.scatter(r["gflops"], r["latency_ms"], color=colour[r["method"]])
+                ax2.annotate(_label(r), (r["gflops"], r["latency_ms"]), fontsize=6, xytext=(3, 3), textcoords="offset points")
+        ax2.set_xscale("log")
+        ax2.set_yscale("log")
+        ax2.set_xlabel("GFLOPs per query (log)")
+        ax2.set_ylabel("measured latency (ms/query, log)")
+        ax2.set_title(f"{ds}: latency vs FLOPs ({cells[0].get('device', '?')})")
+    return save_figure(fig, out_prefix)
+
+
+def save_figure(fig: Any, out_prefix: Path) -> list[Path]:
+    """Write ``fig`` as ``out_prefix``.png and .svg, then close it."""
+    plt = _matplotlib()
+    fig.tight_layout()
+    out_prefix.parent.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for ext in ("png", "svg"):
+        p = out_prefix.with_suffix(f".{ext}")
+        fig.savefig(p, dpi=120)
+        paths.append(p)
+    plt.close(fig)
+    return paths

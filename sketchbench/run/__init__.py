@@ -1,0 +1,1 @@
+"""Running grids: the runner, presets, benchmarks."""

@@ -1,0 +1,146 @@
+"""Benchmarks as data: ``benchmarks/NAME.toml`` describes the grids of one table of the paper;
+``sketchbench bench NAME`` runs them through the runner into one results file, then writes a
+Markdown table in the poster's layout and a plot next to it.
+
+A benchmark file::
+
+    title = "Main table"
+    datasets = ["synthetic"]        # default; --dataset overrides
+    seeds = [0]                     # default; --seed overrides
+
+    [[grid]]
+    methods = ["triplet-sn", "holef-sn"]
+    canvases = "all"                # or a list of sizes
+
+    [[grid]]
+    methods = ["sketchynet-v1"]
+    teachers = ["triplet-sn", "holef-sn"]
+    chain = false
+
+    [[grid]]
+    methods = ["sketchynet-v2"]
+    params = { lambda_f = [0.0, 0.5, 1.0] }   # a sweep: one run per combination
+    set = { canvases = ["32,64", "32,64,128"] }  # preset overrides, swept too
+
+Optional ``analyses = ["resolution", "smallest-rank1"]`` adds the pilot study's tables (accuracy
+as the canvas falls; the smallest canvas at which each query's photo ranks first, see
+:mod:`sketchbench.results.resolution`) to the Markdown, and their plot as ``NAME-resolution.png/svg``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import shlex
+import sys
+import tomllib
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from sketchbench.base.errors import ExitCode, SketchbenchError, did_you_mean
+from sketchbench.results.report import render
+from sketchbench.results.resolution import ANALYSES, plot_resolution, render_resolution, render_smallest_rank1
+from sketchbench.results.schema import load_results, new_results, write_results
+from sketchbench.run.presets import load_preset
+from sketchbench.run.runner import RunConfig, Runner, resolve_device
+
+
+def default_bench_dir() -> Path:
+    here = Path.cwd() / "benchmarks"
+    if here.is_dir():
+        return here
+    return Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def bench_names(bench_dir: Path) -> list[str]:
+    return sorted(p.stem for p in bench_dir.glob("*.toml")) if bench_dir.is_dir() else []
+
+
+def load_spec(name: str, bench_dir: Path) -> dict[str, Any]:
+    path = bench_dir / f"{name}.toml"
+    if not path.is_file():
+        raise SketchbenchError(f"unknown benchmark {name!r} in {bench_dir}." + did_you_mean(name, bench_names(bench_dir)))
+    try:
+        spec = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise SketchbenchError(f"{path}: invalid TOML: {exc}") from None
+    if not isinstance(spec.get("grid"), list) or not spec["grid"]:
+        raise SketchbenchError(f"{path}: needs at least one [[grid]] table")
+    for a in spec.get("analyses", []):
+        if a not in ANALYSES:
+            raise SketchbenchError(f"{path}: unknown analysis {a!r} (known: {', '.join(ANALYSES)})" + did_you_mean(a, ANALYSES))
+    return spec
+
+
+def _sweep(table: dict[str, Any]) -> list[dict[str, str]]:
+    keys = list(table)
+    values = [v if isinstance(v, list) else [v] for v in table.values()]
+    return [dict(zip(keys, (str(x) for x in combo))) for combo in itertools.product(*values)] or [{}]
+
+
+def expand(spec: dict[str, Any], base: RunConfig) -> list[RunConfig]:
+    """One RunConfig per grid entry × teacher × param combination × preset-override combination."""
+    configs = []
+    for g in spec["grid"]:
+        canv = g.get("canvases", "all")
+        canvases = None if canv == "all" else [int(c) for c in canv]
+        for teacher in g.get("teachers", [None]):
+            for params in _sweep(g.get("params", {})):
+                for overrides in _sweep(g.get("set", {})):
+                    preset = base.preset
+                    if overrides:
+                        preset = load_preset(base.preset.name, {**base.preset.overrides, **overrides})
+                    configs.append(replace(
+                        base, methods=list(g["methods"]), teacher=teacher, canvases=canvases,
+                        params={**base.params, **params}, preset=preset, chain=bool(g.get("chain", True)),
+                    ))
+    return configs
+
+
+def run_bench(name: str, spec: dict[str, Any], base: RunConfig, out_dir: Path, plot: bool = True) -> tuple[Path, ExitCode]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results_path = out_dir / f"{name}.json"
+    command = "sketchbench " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else f"sketchbench bench {name}"
+    if not results_path.exists():
+        write_results(results_path, new_results(
+            {"bench": name, "spec": spec, "preset": base.preset.to_dict(), "datasets": base.datasets, "seeds": base.seeds},
+            name, str(resolve_device(base.device)),
+        ))
+    code = ExitCode.OK
+    configs = expand(spec, replace(base, out=results_path))
+    for cfg in tqdm(configs, desc=f"bench {name}", unit="grid", leave=False):
+        _, c = Runner(cfg).run()
+        if c != ExitCode.OK:
+            code = c
+    results = load_results(results_path)
+    results["command"] = command
+    write_results(results_path, results)
+    md = [f"# {spec.get('title', name)}", "", spec.get("description", "").strip(), "",
+          f"Made by: `{command}`", "",
+          f"Preset `{base.preset.name}`, seeds {base.seeds}, device `{results['environment'].get('device')}`, "
+          f"sketchbench {results['sketchbench_version']} ({results.get('git_commit') or 'no git'}).", "",
+          f"FLOPs convention: {results['flops_convention']}", "",
+          render(results["cells"], "markdown"), ""]
+    analyses = spec.get("analyses", [])
+    if "resolution" in analyses:
+        md += ["## Accuracy as the query canvas falls", "",
+               "acc@1 at each canvas; the drop is from the series' largest canvas to its smallest, per seed.", "",
+               render_resolution(results["cells"]), ""]
+    if "smallest-rank1" in analyses:
+        md += ["## Smallest canvas at which each query's own photo is ranked first", "",
+               "Share of the test queries (%) whose photo first comes top at that canvas (at no smaller one); "
+               "'never' = not first at any canvas.", "",
+               render_smallest_rank1(results["cells"]), ""]
+    (out_dir / f"{name}.md").write_text("\n".join(md))
+    if plot:
+        from sketchbench.results.plot import plot_results
+
+        try:
+            plot_results(results["cells"], out_dir / name)
+            if analyses:
+                plot_resolution(results["cells"], out_dir / f"{name}-resolution")
+        except SketchbenchError as exc:
+            print(f"warning: no plot: {exc}", file=sys.stderr)
+    return results_path, code

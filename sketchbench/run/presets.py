@@ -1,0 +1,95 @@
+"""Presets are data (``sketchbench/presets/*.toml``), not code: every value can be overridden
+from the CLI with ``--set KEY=VALUE``."""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+from sketchbench.base.errors import SketchbenchError, did_you_mean
+
+MAX_CANVAS = 1024
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    description: str
+    canvases: tuple[int, ...]
+    photo_size: int
+    epochs: int
+    batch_size: int
+    lr: float
+    max_train_sketches: int
+    max_test_sketches: int
+    eval_batch_size: int
+    latency_repeats: int
+    latency_warmup: int
+    instances: int
+    sketches_per_instance: int
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def full_canvas(self) -> int:
+        """The preset's largest canvas: "full resolution" for teachers."""
+        return max(self.canvases)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["canvases"] = list(self.canvases)
+        return d
+
+
+def preset_names() -> list[str]:
+    files = resources.files("sketchbench").joinpath("presets")
+    return sorted(p.name[:-5] for p in files.iterdir() if p.name.endswith(".toml"))
+
+
+def check_canvas(value: Any) -> int:
+    """A canvas size: a positive integer up to 1024."""
+    try:
+        c = int(str(value))
+    except ValueError:
+        raise SketchbenchError(f"canvas {value!r} is not a positive integer") from None
+    if c <= 0 or c > MAX_CANVAS or str(value).strip() not in (str(c), f"+{c}"):
+        raise SketchbenchError(f"canvas {value!r} must be an integer between 1 and {MAX_CANVAS}")
+    return c
+
+
+def _coerce(key: str, raw: Any, like: Any) -> Any:
+    if isinstance(like, tuple):
+        parts = raw if isinstance(raw, list | tuple) else str(raw).replace(",", " ").split()
+        return tuple(check_canvas(p) for p in parts)
+    if isinstance(raw, str):
+        try:
+            if isinstance(like, bool):
+                if raw.lower() not in ("1", "0", "true", "false", "yes", "no"):
+                    raise ValueError
+                return raw.lower() in ("1", "true", "yes")
+            return type(like)(raw)
+        except ValueError:
+            raise SketchbenchError(
+                f"preset value {key}={raw!r} is not a valid {type(like).__name__}"
+            ) from None
+    return raw
+
+
+def load_preset(name: str, overrides: dict[str, str] | None = None) -> Preset:
+    names = preset_names()
+    if name not in names:
+        raise SketchbenchError(f"unknown preset {name!r}." + did_you_mean(name, names))
+    text = resources.files("sketchbench").joinpath("presets", f"{name}.toml").read_text()
+    data = tomllib.loads(text)
+    data["canvases"] = tuple(check_canvas(c) for c in data["canvases"])
+    fields = {f.name for f in dataclasses.fields(Preset)} - {"name", "overrides"}
+    for key, raw in (overrides or {}).items():
+        if key not in fields:
+            raise SketchbenchError(f"unknown preset key {key!r}." + did_you_mean(key, fields))
+        data[key] = _coerce(key, raw, data[key])
+    for key in ("photo_size", "epochs", "batch_size", "eval_batch_size"):
+        if int(data[key]) <= 0:
+            raise SketchbenchError(f"preset value {key} must be positive, got {data[key]}")
+    return Preset(name=name, overrides=dict(overrides or {}), **data)

@@ -1,0 +1,426 @@
+"""The grid runner: methods × datasets × canvases × seeds.
+
+Each teacher is trained once per (teacher, dataset, preset, seed, params) and reused for every
+student through a content-addressed artifact cache. Finished cells are skipped on a rerun, a
+failing cell is recorded with its error and the grid goes on, and the results file is written
+atomically after every cell.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from sketchbench.base.artifacts import ArtifactCache, stable_hash
+from sketchbench.base.errors import ExitCode, SketchbenchError
+from sketchbench.base.progress import hidden
+from sketchbench.data.dataset import DatasetOptions, DatasetSource
+from sketchbench.data.rundata import RunData
+from sketchbench.host.plugins import PluginHost, get_host
+from sketchbench.measure.evaluate import evaluate
+from sketchbench.measure.flops import FLOPS_CONVENTION
+from sketchbench.method.distributed import barrier, init_from_env, is_main
+from sketchbench.method.interface import Method, MethodContext
+from sketchbench.method.params import resolve_params
+from sketchbench.method.training import seed_everything
+from sketchbench.results.schema import cell_id, load_results, new_results, write_results
+from sketchbench.run.presets import Preset
+
+log = logging.getLogger("sketchbench")
+
+
+@dataclass
+class RunConfig:
+    methods: list[str]
+    datasets: list[str]
+    preset: Preset
+    canvases: list[int] | None = None  # None = the preset's canvases
+    teacher: str | None = None
+    seeds: list[int] = field(default_factory=lambda: [0])
+    params: dict[str, str] = field(default_factory=dict)
+    device: str = "auto"
+    data_root: Path | None = None
+    cache_dir: Path | None = None
+    out: Path | None = None
+    pretrained: bool = False
+    weights: Path | None = None
+    #: also evaluate the teacher and upstream methods a method builds on
+    chain: bool = True
+    shard: tuple[int, int] = (1, 1)
+    debug: bool = False
+    #: write each trained model's weights here (``--save-weights``), loadable with ``--weights``
+    save_weights: Path | None = None
+
+    def resolved(self) -> dict[str, Any]:
+        return {
+            "methods": self.methods,
+            "datasets": self.datasets,
+            "teacher": self.teacher,
+            "canvases": self.canvases,
+            "seeds": self.seeds,
+            "params": self.params,
+            "preset": self.preset.to_dict(),
+            "pretrained": self.pretrained,
+            "weights": _file_digest(self.weights),
+            "chain": self.chain,
+        }
+
+
+def _file_digest(path: Path | None) -> str | None:
+    if path is None:
+        return None
+    p = Path(path)
+    if not p.is_file():
+        raise SketchbenchError(f"--weights {str(p)!r}: no such file")
+    return hashlib.sha256(p.read_bytes()).hexdigest()[:16]
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise SketchbenchError("--device cuda was asked for, but no CUDA device is available")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise SketchbenchError(f"unknown device {name!r} (use auto, cpu or cuda)") from None
+
+
+@dataclass(frozen=True)
+class Cell:
+    method: str
+    teacher: str | None
+    dataset: str
+    canvas: int | str
+    seed: int
+    role: str = "main"  # "main", or "teacher"/"upstream" for chain rows
+
+
+class Runner:
+    def __init__(self, config: RunConfig, host: PluginHost | None = None) -> None:
+        self.config = config
+        self.host = host or get_host()
+        self.preset = config.preset
+        self.device = resolve_device(config.device)
+        init_from_env(self.device)  # under torchrun: join the process group
+        self.cache = ArtifactCache(config.cache_dir)
+        self._trained: dict[str, Method] = {}
+        self._data: dict[tuple[str, int], RunData] = {}
+        self._validate()
+
+    # -- validation ------------------------------------------------------------------------
+    def method_class(self, name: str) -> type[Method]:
+        return self.host.methods.get(name)
+
+    def takes_teacher(self, name: str) -> bool:
+        cls = self.method_class(name)
+        return cls.needs_teacher or (cls.upstream is not None and self.takes_teacher(cls.upstream))
+
+    def teacher_for(self, name: str) -> str | None:
+        if not self.takes_teacher(name):
+            return None
+        cls = self.method_class(name)
+        teacher = self.config.teacher or cls.default_teacher
+        if teacher is None and cls.upstream is not None:
+            teacher = self.teacher_for(cls.upstream)
+        if teacher is None:
+            raise SketchbenchError(f"method {name!r} needs a teacher: pass --teacher NAME")
+        return teacher
+
+    def _validate(self) -> None:
+        c = self.config
+        for name in c.methods:
+            self.host.methods.entry(name)
+        for name in c.datasets:
+            self.host.datasets.entry(name)
+        if c.teacher is not None:
+            self.host.methods.entry(c.teacher)
+            tcls = self.method_class(c.teacher)
+            if self.takes_teacher(c.teacher) or tcls.dynamic:
+                raise SketchbenchError(
+                    f"--teacher {c.teacher!r} is itself a {'dynamic method' if tcls.dynamic else 'student'}; "
+                    "pick a teacher method (sketchbench list methods)"
+                )
+            no_teacher = [m for m in c.methods if not self.takes_teacher(m)]
+            if no_teacher and len(no_teacher) == len(c.methods):
+                raise SketchbenchError(f"method {no_teacher[0]!r} takes no teacher, but --teacher {c.teacher} was given")
+        for m in c.methods:
+            self.teacher_for(m)  # raises when a student has no teacher
+        # --param KEY=VALUE or METHOD.KEY=VALUE: each key must be declared by a method that gets it
+        for key in c.params:
+            target, _, k = key.rpartition(".")
+            names = [target] if target else c.methods
+            if not any(k in self.method_class(n).params for n in names if n in self.host.methods):
+                if target and target not in self.host.methods:
+                    self.host.methods.entry(target)
+                resolve_params(names[0], self.method_class(names[0]).params, self.preset.name, {k: ""})
+        for name in c.methods:
+            self.params_for(name)
+        if not c.datasets:
+            raise SketchbenchError("no dataset: pass --dataset NAME (sketchbench list datasets)")
+
+    def _given(self, name: str) -> dict[str, str]:
+        """The ``--param`` values that apply to ``name``: ``METHOD.KEY`` for it, or a bare ``KEY``
+        when it is one of the run's methods and declares the key."""
+        declared = self.method_class(name).params
+        given = {}
+        for key, value in self.config.params.items():
+            target, _, k = key.rpartition(".")
+            if (target == name or (not target and name in self.config.methods)) and k in declared:
+                given[k] = value
+        return given
+
+    def params_for(self, name: str) -> dict[str, Any]:
+        return resolve_params(name, self.method_class(name).params, self.preset.name, self._given(name))
+
+    def variant(self, name: str) -> str:
+        """A short label of what this run changed for ``name`` (given params, preset overrides):
+        rows of a sweep stay apart in reports."""
+        parts = [f"{k}={v}" for k, v in self._given(name).items()]
+        if name in self.config.methods:
+            parts += [f"{k}={v}" for k, v in self.preset.overrides.items()]
+        return ",".join(parts)
+
+    # -- the grid --------------------------------------------------------------------------
+    def cells(self) -> list[Cell]:
+        c = self.config
+        out: list[Cell] = []
+        canvases = c.canvases or list(self.preset.canvases)
+        for dataset in c.datasets:
+            for seed in c.seeds:
+                for name in c.methods:
+                    cls = self.method_class(name)
+                    teacher = self.teacher_for(name)
+                    if c.chain:
+                        if teacher is not None:
+                            out.append(Cell(teacher, None, dataset, self.preset.full_canvas, seed, "teacher"))
+                        up = cls.upstream
+                        while up is not None:
+                            upcls = self.method_class(up)
+                            for cv in ("dynamic",) if upcls.dynamic else canvases:
+                                out.append(Cell(up, self.teacher_for(up), dataset, cv, seed, "upstream"))
+                            up = upcls.upstream
+                    for cv in ("dynamic",) if cls.dynamic else canvases:
+                        out.append(Cell(name, teacher, dataset, cv, seed))
+        unique = list(dict.fromkeys(out))
+        k, n = c.shard
+        return [cell for i, cell in enumerate(unique) if i % n == k - 1]
+
+    def cell_hash(self, cell: Cell) -> str:
+        return stable_hash(
+            {
+                "method": cell.method,
+                "teacher": cell.teacher,
+                "dataset": cell.dataset,
+                "canvas": cell.canvas,
+                "preset": {k: v for k, v in self.preset.to_dict().items() if k not in ("description", "overrides")},
+                "params": self.params_for(cell.method),
+                "teacher_params": self.params_for(cell.teacher) if cell.teacher else None,
+                "pretrained": self.config.pretrained,
+                "weights": _file_digest(self.config.weights),
+            }
+        )
+
+    # -- data and training -----------------------------------------------------------------
+    def data(self, dataset: str, seed: int) -> RunData:
+        key = (dataset, seed)
+        if key not in self._data:
+            source_cls: type[DatasetSource] = self.host.datasets.get(dataset)
+            root = self.config.data_root or os.environ.get("SKETCHBENCH_DATA") or None
+            opts = DatasetOptions(
+                root=Path(root) if root else None,
+                photo_size=self.preset.photo_size,
+                seed=seed,
+                size={"instances": self.preset.instances, "sketches_per_instance": self.preset.sketches_per_instance},
+                cache_dir=self.cache.root,
+            )
+            ds = source_cls().load(opts)
+            self._data[key] = RunData(ds, self.preset, self.cache, seed=seed)
+        return self._data[key]
+
+    def train_canvases(self, name: str, canvas: int | str) -> tuple[int, ...]:
+        cls = self.method_class(name)
+        if cls.multi_canvas or cls.dynamic or canvas == "dynamic":
+            return tuple(self.preset.canvases)
+        return (int(canvas),)
+
+    def obtain(self, name: str, teacher: str | None, dataset: str, canvas: int | str, seed: int) -> tuple[Method, str, float]:
+        """A trained method (from memory, the artifact cache, or trained now) and its key."""
+        cls = self.method_class(name)
+        canvases = self.train_canvases(name, canvas)
+        teacher_obj, teacher_key = None, None
+        if cls.needs_teacher:
+            assert teacher is not None
+            teacher_obj, teacher_key, _ = self.obtain(teacher, None, dataset, self.preset.full_canvas, seed)
+        upstream_obj, upstream_key = None, None
+        if cls.upstream is not None:
+            up_teacher = teacher if self.takes_teacher(cls.upstream) else None
+            upstream_obj, upstream_key, _ = self.obtain(cls.upstream, up_teacher, dataset, "dynamic", seed)
+        data = self.data(dataset, seed)
+        params = self.params_for(name)
+        key = stable_hash(
+            {
+                "method": name,
+                "version": cls.version,
+                "params": params,
+                "teacher": teacher_key,
+                "upstream": upstream_key,
+                "data": data.fingerprint,
+                "preset": {k: v for k, v in self.preset.to_dict().items()
+                           if k not in ("description", "overrides", "latency_repeats", "latency_warmup", "eval_batch_size")},
+                "canvases": canvases,
+                "seed": seed,
+                "pretrained": self.config.pretrained,
+                "weights": _file_digest(self.config.weights),
+            }
+        )
+        if key in self._trained:
+            return self._trained[key], key, 0.0
+        seed_everything(seed)
+        ctx = MethodContext(
+            name=name, params=params, preset=self.preset, device=self.device, seed=seed,
+            pretrained=self.config.pretrained, weights=self.config.weights,
+        )
+        method = cls(ctx)
+        if upstream_obj is not None:
+            method.bind_upstream(upstream_obj)  # also when restored from a checkpoint below
+        state = self.cache.load("checkpoints", key)
+        seconds = 0.0
+        if state is not None:
+            method.load_state(state)
+        else:
+            if not (self.config.pretrained or self.config.weights):
+                log.info("%s: weights are randomly initialised (no --pretrained or --weights)", name)
+            t0 = time.perf_counter()
+            method.train(data, canvases, teacher=teacher_obj, upstream=upstream_obj)
+            seconds = time.perf_counter() - t0
+            state = method.state()
+            state["train_seconds"] = seconds
+            if is_main():  # under torchrun, rank 0 alone writes checkpoints
+                self.cache.save("checkpoints", key, state)
+            barrier()
+        seconds = float(state.get("train_seconds", seconds)) if isinstance(state, dict) else seconds
+        method.eval()
+        self._trained[key] = method
+        if self.config.save_weights is not None and is_main():
+            self.export_weights(method, name, dataset, canvases, seed)
+        return method, key, seconds
+
+    def export_weights(self, method: Method, name: str, dataset: str, canvases: Sequence[int], seed: int) -> Path | None:
+        """Save a trained model's state dict as ``<dir>/<method>-<dataset>-c<canvases>-s<seed>.pt``, the
+        format ``--weights FILE`` loads (e.g. pre-train on one dataset, fine-tune on another)."""
+        folder = Path(self.config.save_weights)  # type: ignore[arg-type]
+        path = folder / f"{name}-{dataset}-c{'_'.join(str(c) for c in canvases)}-s{seed}.pt"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            torch.save({"state_dict": method.modules().state_dict()}, path)
+        except OSError as exc:
+            # the model is trained and cached and its cell will be evaluated: losing the export only warns
+            tqdm.write(f"warning: --save-weights: cannot write {str(path)!r}: {exc.strerror}")
+            return None
+        log.info("saved %s weights to %s", name, path)
+        return path
+
+    # -- running ---------------------------------------------------------------------------
+    def output_path(self) -> Path:
+        if self.config.out is not None:
+            return Path(self.config.out)
+        return Path("results") / f"run-{self.config_hash()}.json"
+
+    def config_hash(self) -> str:
+        resolved = self.config.resolved()
+        return stable_hash(resolved)
+
+    def run(self) -> tuple[dict[str, Any], ExitCode]:
+        out = self.output_path()
+        main = is_main()
+        if out.exists():
+            results = load_results(out)
+        else:
+            try:
+                out.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise SketchbenchError(f"cannot create the output folder {str(out.parent)!r}: {exc.strerror}") from None
+            results = new_results(self.config.resolved(), self.config_hash(), str(self.device))
+        if self.config.shard != (1, 1):
+            results["config"]["shard"] = list(self.config.shard)
+        if main:
+            write_results(out, results)  # fail early when the path is not writable
+        done = {cell_id(c) for c in results["cells"] if c.get("status") == "ok"}
+        cells = self.cells()
+        failed = 0
+        bar = tqdm(cells, desc="cells", unit="cell", leave=False, disable=hidden(not main))
+        try:
+            for cell in bar:
+                h = self.cell_hash(cell)
+                if (h, cell.seed) in done:
+                    continue
+                bar.set_postfix_str(f"{cell.method} {cell.dataset} @{cell.canvas} s{cell.seed}")
+                record = self.run_cell(cell, h)
+                results["cells"] = [c for c in results["cells"] if cell_id(c) != (h, cell.seed)]
+                results["cells"].append(record)
+                if main:
+                    write_results(out, results)
+                if record["status"] != "ok":
+                    failed += 1
+                    tqdm.write(f"error: {cell.method} on {cell.dataset} @ {cell.canvas}: {record['error']}")
+        finally:
+            bar.close()
+        results["path"] = str(out)
+        return results, (ExitCode.FAILED if failed else ExitCode.OK)
+
+    def run_cell(self, cell: Cell, h: str) -> dict[str, Any]:
+        record: dict[str, Any] = {
+            "method": cell.method,
+            "teacher": cell.teacher,
+            "dataset": cell.dataset,
+            "canvas": cell.canvas,
+            "preset": self.preset.name,
+            "seed": cell.seed,
+            "role": cell.role,
+            "status": "error",
+            "error": None,
+            "acc1": None, "acc10": None, "mean_rank": None,
+            "gflops": None, "params_m": None, "latency_ms": None, "train_seconds": None,
+            "flops_convention": FLOPS_CONVENTION,
+            "config_hash": h,
+            "params": self.params_for(cell.method),
+            "variant": self.variant(cell.method),
+            "kind": self.method_class(cell.method).kind,
+            "device": str(self.device),
+        }
+        try:
+            method, _, seconds = self.obtain(cell.method, cell.teacher, cell.dataset, cell.canvas, cell.seed)
+            data = self.data(cell.dataset, cell.seed)
+            record.update(evaluate(method, data, cell.canvas))
+            record["train_seconds"] = seconds
+            record["skipped_items"] = int(data.dataset.meta.get("skipped_sketches", 0))
+            record["status"] = "ok"
+        except KeyboardInterrupt:
+            raise
+        except SketchbenchError as exc:
+            record["error"] = str(exc)
+        except Exception as exc:  # one failing cell must not stop the grid
+            if self.config.debug:
+                raise
+            record["error"] = f"{type(exc).__name__}: {exc}"
+            record["traceback"] = traceback.format_exc(limit=8)
+        return record
+
+
+def run_grid(config: RunConfig) -> tuple[dict[str, Any], ExitCode]:
+    return Runner(config).run()
+
+
+def cells_of(results: dict[str, Any], methods: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    return [c for c in results["cells"] if methods is None or c["method"] in methods]
