@@ -28,8 +28,8 @@ import torch
 
 from sketchbench.base.artifacts import ArtifactCache
 from sketchbench.data.rundata import RunData
-from sketchbench.method.training import seed_everything
 from sketchbench.testing import build_method, tiny_data
+from sketchbench.training import seed_everything
 
 TARGET_RATIO = 1.2
 

@@ -17,8 +17,8 @@ import torch
 
 from sketchbench.measure.evaluate import evaluate
 from sketchbench.method.params import parse_key_values
-from sketchbench.method.training import seed_everything, triplet_epochs
 from sketchbench.testing import build_method, tiny_data
+from sketchbench.training import seed_everything, triplet_epochs
 
 
 @click.command()

@@ -17,8 +17,8 @@ import click
 import torch
 
 from sketchbench.measure.evaluate import evaluate
-from sketchbench.method.training import seed_everything
 from sketchbench.testing import build_method, tiny_data
+from sketchbench.training import seed_everything
 
 
 def _sd(values: list[float]) -> float:

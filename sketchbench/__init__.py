@@ -32,10 +32,11 @@ from sketchbench.data.vectorise import vectorise  # noqa: E402
 from sketchbench.measure.flops import FLOPS_CONVENTION, count_flops  # noqa: E402
 from sketchbench.method.interface import Method, MethodContext  # noqa: E402
 from sketchbench.method.params import Param  # noqa: E402
+from sketchbench.method.weights import WeightSource  # noqa: E402
 
 __all__ = [
     "FLOPS_CONVENTION", "BadSketch", "DataError", "DatasetOptions", "DatasetSource", "ExitCode", "FGSBIRDataset",
     "Method", "MethodContext", "Param", "RunData", "Sketch", "SketchItem", "SketchbenchError", "SkipCounter", "Split",
     "TrainingError", "__version__", "count_flops", "downscale_raster", "fingerprint_files", "hookimpl", "render_item",
-    "render_sketch", "stroke_width", "vectorise",
+    "render_sketch", "stroke_width", "vectorise", "WeightSource",
 ]

@@ -151,3 +151,18 @@ def test_plot_without_matplotlib_is_one_line(grid, monkeypatch):
     _, base = grid
     code, _, err = run_cli("plot", str(base))
     assert code == 2 and "pip install 'sketchbench[plot]'" in err
+
+
+def test_compare_prefers_a_baseline_made_on_this_machine_type(tmp_path):
+    """Float results differ between CPU types: NAME-<machine id>.json beside NAME.json is used first."""
+    from sketchbench.base.machine import machine_info
+    from sketchbench.results.schema import baseline_for
+
+    default = tmp_path / "smoke.json"
+    default.write_text("{}")
+    assert baseline_for(default) == default
+    own = tmp_path / f"smoke-{machine_info()['id']}.json"
+    own.write_text("{}")
+    assert baseline_for(default) == own
+    other = machine_info()
+    assert len(other["id"]) == 12 and other["arch"]

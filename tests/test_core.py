@@ -148,9 +148,11 @@ def test_results_roundtrip_and_bad_files(tmp_path):
 
 
 def test_pretrained_offline_fails_clearly(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(SketchbenchError, match="could not be loaded"):
+    """Only timm's hub serves this backbone, and the hub is unreachable here: one line naming the sources."""
+    monkeypatch.setattr("sketchbench_weights.hub.hub_reachable", lambda timeout=2.0: False)
+    with pytest.raises(SketchbenchError, match="no pretrained weights for backbone 'test_efficientnet' are installed") as err:
         create_backbone("test_efficientnet", pretrained=True)
+    assert "timm-hub: needs the internet" in str(err.value) and "\n" not in str(err.value)
 
 
 def test_weights_file_loads_and_bad_weights_fail(tmp_path):
@@ -168,6 +170,20 @@ def test_weights_file_loads_and_bad_weights_fail(tmp_path):
     torch.save({"other": torch.zeros(3)}, tmp_path / "nomatch.pth")
     with pytest.raises(SketchbenchError, match="no tensor matches"):
         load_weights(dst, tmp_path / "nomatch.pth")
+    # a checkpoint that fills one tensor of many: refused with the count, unless asked for
+    first = next(iter(src.state_dict()))
+    torch.save({first: src.state_dict()[first]}, tmp_path / "one.pth")
+    total = sum(1 for k in dst.state_dict() if not k.endswith("num_batches_tracked"))
+    with pytest.raises(SketchbenchError, match=f"matched 1 of {total} tensors") as err:
+        load_weights(dst, tmp_path / "one.pth")
+    assert "--partial-weights" in str(err.value) and "\n" not in str(err.value)
+    load_weights(dst, tmp_path / "one.pth", partial=True)
+    # a tensor of the wrong shape counts as unfilled, and the message says which
+    bad = dict(src.state_dict())
+    bad[first] = torch.zeros(1, 2, 3)
+    torch.save(bad, tmp_path / "shape.pth")
+    with pytest.raises(SketchbenchError, match="has shape"):
+        load_weights(dst, tmp_path / "shape.pth")
 
 
 @pytest.mark.parametrize("value,hidden_bar", [("1", True), ("", False)])

@@ -515,6 +515,41 @@ def test_hook_register_datasets():
         assert len(data.items("train")) > 0 and data.photos("train").shape[1] == 3
 
 
+def test_hook_register_weights(tmp_path):
+    """A weight source registered by a plugin is listed with its info and fills its backbone."""
+    import torch
+
+    from sketchbench import WeightSource
+    from sketchbench.training import create_backbone
+
+    reference = create_backbone("test_resnet")
+    path = tmp_path / "w.pth"
+    torch.save(reference.state_dict(), path)
+
+    class Mine(WeightSource):
+        backbones = ("test_resnet",)
+
+        def locate(self, backbone):
+            return path
+
+        def state_dict(self, backbone, model):
+            return torch.load(path, weights_only=True)
+
+    class Plugin:
+        @hookimpl
+        def register_weights(self, register):
+            register("hook-weights", Mine, backbones=("test_resnet",), description="a test source")
+
+    with registered_plugin(Plugin(), "hook-test"):
+        code, out, _ = run_cli("weights", "list", "--format", "json")
+        row = next(r for r in json.loads(out)["sources"] if r["source"] == "hook-weights")
+        assert (code, row["installed"], row["backbone"]) == (0, "yes", "test_resnet")
+        net = create_backbone("test_resnet", pretrained="hook-weights")
+        assert all(torch.equal(a, b) for a, b in zip(reference.state_dict().values(), net.state_dict().values()))
+    code, _, err = run_cli("run", "-m", "triplet-timm", "-d", "tiny", "-p", "smoke", "--pretrained", "hook-weights")
+    assert code == 2 and "unknown weight source 'hook-weights'" in err  # gone with its plugin
+
+
 def test_hook_register_commands(session):
     """A command added by a real entry-point plugin shows in ``sketchbench --help`` and runs."""
     helped, ran = session["help"], session["command"]

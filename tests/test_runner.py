@@ -204,7 +204,7 @@ def test_unwritable_output_is_one_line(tmp_path):
 
 
 def test_report_bad_files(tmp_path):
-    (tmp_path / "t.json").write_text('{"schema": "sketchbench.results.schema", "schema_version": 1, "cel')
+    (tmp_path / "t.json").write_text('{"schema": "sketchbench.results", "schema_version": 1, "cel')
     for path, msg in ((tmp_path / "t.json", "not valid JSON"), (tmp_path / "none.json", "does not exist")):
         code, _, err = run_cli("report", str(path))
         assert code == 2 and msg in err and len(err.strip().splitlines()) == 1

@@ -12,7 +12,7 @@ from sketchbench.host.plugins import get_host
 from sketchbench.measure.flops import count_flops
 from sketchbench.method.params import resolve_params
 from sketchbench.run.presets import load_preset
-from sketchbench.testing import build_method, tiny_data
+from sketchbench.testing import build_method, run_cli, tiny_data
 
 
 def _sketches(n: int, canvas: int, seed: int = 0) -> torch.Tensor:
@@ -218,9 +218,11 @@ def test_a_few_steps_reduce_the_loss_on_a_fixed_batch(name):
 
 # -- weights ----------------------------------------------------------------------------------------
 def test_pretrained_is_refused_clearly():
-    cls = get_host().methods.get("triplet-sn")
-    with pytest.raises(SketchbenchError, match="no ImageNet weights for Sketch-a-Net"):
-        cls(_context("triplet-sn", pretrained=True))
+    """Sketch-a-Net has no backbone a weight source fills: asking for its weights is one line."""
+    code, _, err = run_cli("run", "-m", "triplet-sn", "-d", "tiny", "-p", "smoke", "--pretrained", "triplet-sn=auto")
+    assert code == 2 and "'triplet-sn' has no backbone a weight source can fill" in err
+    code, _, err = run_cli("run", "-m", "triplet-sn", "-d", "tiny", "-p", "smoke", "--pretrained")
+    assert code == 2 and "no method of this run has a backbone a weight source can fill" in err
 
 
 def test_weights_file_is_loaded(tmp_path):
@@ -238,7 +240,10 @@ def test_holef_sn_starts_from_a_triplet_sn_checkpoint(tmp_path):
     path = tmp_path / "sn.pt"
     torch.save({"state_dict": src.modules().state_dict()}, path)
     cls = get_host().methods.get("holef-sn")
-    m = cls(_context("holef-sn", weights=path))
+    # HOLEF-SN has more than Sketch-a-Net (attention, the energy W): a partial load, asked for explicitly
+    with pytest.raises(SketchbenchError, match="refusing a partial load"):
+        cls(_context("holef-sn", weights=path))
+    m = cls(_context("holef-sn", weights=path, partial_weights=True))
     assert torch.equal(m.model.net.trunk.features[0].weight, src.model.trunk.features[0].weight)
     assert torch.equal(m.model.net.head.fc7.weight, src.model.head.fc7.weight)
     assert torch.equal(m.energy.weight.detach(), torch.eye(512))

@@ -51,7 +51,7 @@ from sketchbench import (
     downscale_raster,
     render_sketch,
 )
-from sketchbench.method.training import Trainer
+from sketchbench.training import Trainer
 
 from .base import OnUpstream, SelectorOnUpstream, canvas_set, split_of
 from .critic import critic_tables

@@ -21,7 +21,7 @@ import torch
 
 from sketchbench import Method, RunData
 from sketchbench.measure.flops import count_flops
-from sketchbench.method.training import embed_in_batches, sample_negatives
+from sketchbench.training import embed_in_batches, sample_negatives
 
 
 @dataclass

@@ -45,7 +45,7 @@ import torch
 import torch.nn.functional as F
 
 from sketchbench import Method, MethodContext, Param, RunData
-from sketchbench.method.training import Trainer
+from sketchbench.training import Trainer
 
 from .base import SelectorOnUpstream
 from .critic import CriticTables, critic_tables

@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from sketchbench import Method, Param, RunData, SketchbenchError
-from sketchbench.method.training import to_input, triplet_loss
+from sketchbench.training import to_input, triplet_loss
 
 from .losses import at_loss, fitnets_loss, pkt_loss
 from .mobilenetv2_sn import STUDENT_PARAMS, StepBatch

@@ -28,10 +28,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from sketchbench import Method, MethodContext, Param, RunData, SketchbenchError
-from sketchbench.method.training import (
+from sketchbench.training import (
     Trainer,
     create_backbone,
     edge_map,
+    freeze_batchnorm,
     random_flip,
     random_shift,
     to_input,
@@ -49,6 +50,8 @@ TRIPLET_PARAMS: dict[str, Param] = {
     "lr": Param(0.0, "learning rate (0 = the preset's)"),
     "epochs": Param(0, "epochs (0 = the preset's)"),
     "augment": Param(True, "random sketch shifts and horizontal flips of sketches and photos"),
+    "freeze_bn": Param(False, "keep BatchNorm statistics at their pretrained values while training",
+                       presets={"cpu-imagenet": True}, since="0.2"),
     "photo_input": Param(
         "rgb", "photos as RGB (the paper, with ImageNet weights) or as Sobel edge maps (the offline recipe: "
         "without pretrained weights a shared network learns sketch-photo matching far better on edge maps)",
@@ -176,6 +179,8 @@ class TripletStudent(Method):
         total = steps_per_epoch * epochs if max_steps is None else max_steps
         net = self._net()
         net.train()
+        if self.p.get("freeze_bn"):
+            freeze_batchnorm(net)
         taken = 0
         for _ in trainer.epochs(max(1, -(-total // steps_per_epoch)), steps_per_epoch):
             for a, p, n in triplet_batches(pairs, photos.shape[0], preset.batch_size, rng, hard):
@@ -219,7 +224,8 @@ class MobileNetV2SN(TripletStudent):
     params = STUDENT_PARAMS
 
     def build_net(self) -> nn.Module:
-        net = create_backbone(self.p["backbone"], pretrained=self.ctx.pretrained, weights=self.ctx.weights)
+        net = create_backbone(self.p["backbone"], pretrained=self.ctx.pretrained, weights=self.ctx.weights,
+                              partial_weights=self.ctx.partial_weights)
         net = net.to(self.device)
         if self.device.type == "cuda":
             net = net.to(memory_format=torch.channels_last)

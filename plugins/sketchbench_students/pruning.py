@@ -65,7 +65,7 @@ from torch import nn
 from sketchbench import Method, MethodContext, Param, RunData, SketchbenchError
 from sketchbench.base.artifacts import stable_hash
 from sketchbench.measure.flops import count_flops
-from sketchbench.method.training import Trainer
+from sketchbench.training import Trainer
 
 from .losses import layer_l2_normalise, taylor_criterion, thinet_greedy_selection, thinet_least_squares
 from .mobilenetv2_sn import TRIPLET_PARAMS, TripletStudent

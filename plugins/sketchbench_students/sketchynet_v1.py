@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from sketchbench import Method, Param, RunData
-from sketchbench.method.training import triplet_loss
+from sketchbench.training import triplet_loss
 
 from .losses import rkd_triplet_loss, triplet_distances
 from .mobilenetv2_sn import STUDENT_PARAMS, MobileNetV2SN, StepBatch

@@ -36,7 +36,7 @@ from torch import nn
 
 from sketchbench import Method, RunData
 from sketchbench.base.artifacts import stable_hash
-from sketchbench.method.training import embed_in_batches
+from sketchbench.training import embed_in_batches
 
 log = logging.getLogger("sketchbench")
 

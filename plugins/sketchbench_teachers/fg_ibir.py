@@ -30,7 +30,7 @@ import torch
 import torchvision.transforms.v2.functional as TF
 
 from sketchbench import Param, RunData
-from sketchbench.method.training import TripletBatch
+from sketchbench.training import TripletBatch
 
 from .triplet_sn import TripletSN
 from .triplet_timm import TimmTriplet

@@ -52,7 +52,7 @@ from torch import nn
 
 from sketchbench import Method, MethodContext, Param, RunData
 from sketchbench.base.errors import SketchbenchError
-from sketchbench.method.training import (
+from sketchbench.training import (
     PooledFeatures,
     Trainer,
     create_backbone,
@@ -145,10 +145,10 @@ class _ForwardFeatures(nn.Module):
         return self.model.forward_features(x)
 
 
-def spatial_trunk(name: str, pretrained: bool, weights=None) -> nn.Module:
+def spatial_trunk(name: str, pretrained: str | None, weights=None, partial_weights: bool = False) -> nn.Module:
     """The convolutional trunk of a timm backbone (VGG16: ``features``), built through
-    :func:`sketchbench.method.training.create_backbone` so ``--pretrained`` / ``--weights`` behave the same."""
-    model = create_backbone(name, pretrained=pretrained, weights=weights)
+    :func:`sketchbench.training.create_backbone` so ``--pretrained`` / ``--weights`` behave the same."""
+    model = create_backbone(name, pretrained=pretrained, weights=weights, partial_weights=partial_weights)
     if isinstance(model, PooledFeatures):
         return model.trunk
     if hasattr(model, "forward_features"):
@@ -194,7 +194,7 @@ class PartialOT(Method):
         super().__init__(ctx)
         if self.p["grid"] < 1:
             raise SketchbenchError(f"--param grid={self.p['grid']}: must be at least 1")
-        trunk = spatial_trunk(self.p["backbone"], ctx.pretrained, ctx.weights)
+        trunk = spatial_trunk(self.p["backbone"], ctx.pretrained, ctx.weights, ctx.partial_weights)
         self.net = RegionEncoder(trunk, self.p["grid"]).to(self.device)
         if self.device.type == "cuda":
             self.net = self.net.to(memory_format=torch.channels_last)

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sketchbench.method.training import to_input
+from sketchbench.training import to_input
 
 #: output channels of conv5, the trunk's feature width
 TRUNK_CHANNELS = 256

@@ -68,7 +68,7 @@ from tqdm.auto import tqdm
 
 from sketchbench import Method, MethodContext, Param, RunData
 from sketchbench.base.errors import SketchbenchError, TrainingError
-from sketchbench.method.training import load_weights, sample_negatives, to_input, triplet_loss
+from sketchbench.training import load_weights, sample_negatives, to_input, triplet_loss
 
 CODE = 128
 HIDDEN = 512
@@ -206,9 +206,7 @@ class StyleVAE(Method):
 
     def __init__(self, ctx: MethodContext) -> None:
         super().__init__(ctx)
-        if ctx.pretrained:
-            # the released encoder is trained from scratch: there are no ImageNet weights to load
-            ctx.log.warning("%s: no ImageNet weights exist for this encoder; --pretrained is ignored", ctx.name)
+        # the released encoder is trained from scratch: it has no backbone a weight source fills
         r = self.p["recon_size"]
         if r < 32 or r % 32:
             raise SketchbenchError(f"--param recon_size={r}: must be a positive multiple of 32")
@@ -221,7 +219,7 @@ class StyleVAE(Method):
         self.net.vae = self.vae
         self.net.register_parameter("reg", self.reg)
         if ctx.weights is not None:
-            load_weights(self.net, ctx.weights)
+            load_weights(self.net, ctx.weights, partial=ctx.partial_weights)
         self.net.to(self.device)
         self.semantic = SemanticBranch(self.vae.trunk, self.vae.invar)
 

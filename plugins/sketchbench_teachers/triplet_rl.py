@@ -46,7 +46,7 @@ from torch import nn
 
 from sketchbench import Method, MethodContext, Param, RunData, Sketch, render_sketch
 from sketchbench.base.errors import SketchbenchError
-from sketchbench.method.training import (
+from sketchbench.training import (
     Trainer,
     create_backbone,
     to_input,
@@ -162,7 +162,8 @@ class TripletRL(Method):
     def __init__(self, ctx: MethodContext) -> None:
         super().__init__(ctx)
         name = self.p["backbone"]
-        backbone = create_backbone(name, pretrained=ctx.pretrained, weights=ctx.weights)
+        backbone = create_backbone(name, pretrained=ctx.pretrained, weights=ctx.weights,
+                                   partial_weights=ctx.partial_weights)
         dim = int(getattr(backbone, "num_features", 0) or self._probe_dim(backbone, min_input_size(name)))
         self.resize = MinSize(min_input_size(name))
         self.backbone = backbone
@@ -246,7 +247,7 @@ class TripletRL(Method):
 
     def rl_inputs(self, data: RunData, canvas: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(prefix features ``(N, K, D)``, target photo per sketch ``(N,)``, frozen photo embeddings ``(P, E)``)."""
-        from sketchbench.method.training import embed_in_batches
+        from sketchbench.training import embed_in_batches
 
         feats = self.prefix_features(data.vectors("train"), canvas)
         photo_emb = embed_in_batches(self.encode_photo, data.photos("train"), data.preset.eval_batch_size)
@@ -313,7 +314,7 @@ class TripletRL(Method):
 
     def on_the_fly_metrics(self, data: RunData, canvas: int, split: str = "test") -> dict[str, float]:
         """m@A and m@B (in %) of the deterministic sketch branch on ``split``'s stroke prefixes."""
-        from sketchbench.method.training import embed_in_batches
+        from sketchbench.training import embed_in_batches
 
         self.net.eval()
         feats = self.prefix_features(data.vectors(split), canvas)

@@ -20,8 +20,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from sketchbench import Method, MethodContext, Param, RunData, SketchbenchError
-from sketchbench.method.training import Trainer, TripletBatch, load_weights, triplet_epochs, triplet_loss
+from sketchbench import Method, MethodContext, Param, RunData
+from sketchbench.training import Trainer, TripletBatch, load_weights, triplet_epochs, triplet_loss
 
 from .sketch_a_net import SketchANet, sketch_a_net_input
 
@@ -51,14 +51,11 @@ class TripletSN(Method):
 
     def __init__(self, ctx: MethodContext) -> None:
         super().__init__(ctx)
-        if ctx.pretrained:
-            raise SketchbenchError(
-                f"{ctx.name}: there are no ImageNet weights for Sketch-a-Net; drop --pretrained "
-                "(it trains from scratch) or pass --weights FILE with a local Sketch-a-Net state dict"
-            )
+        # no weight source serves Sketch-a-Net (it has no `backbone` parameter), so --pretrained never
+        # reaches it; --weights FILE loads a local Sketch-a-Net state dict
         self.model = self.build().to(self.device)
         if ctx.weights is not None:
-            load_weights(self.backbone(), ctx.weights)
+            load_weights(self.backbone(), ctx.weights, partial=ctx.partial_weights)
         if self.device.type == "cuda":
             self.model = self.model.to(memory_format=torch.channels_last)
 

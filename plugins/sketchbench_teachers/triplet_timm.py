@@ -3,22 +3,36 @@
 ``triplet-timm`` takes any timm backbone (features + global pool); ``vgg16-sn`` (B-VGG16-SN, the
 paper's headline full network: VGG16 features + global pool, 40.18 GFLOPs / 14.71 M at 256) is
 the same recipe with VGG16 fixed.
+
+Two levers for pretrained starts on a CPU budget (the ``cpu-imagenet`` preset turns them on):
+
+- ``freeze_bn``: BatchNorm layers stay in eval mode while training, so batches of 16 sketches never
+  overwrite the ImageNet statistics (with them updated, fine-tuning fell below the zero-shot start).
+- ``freeze_stages=N``: the stem and the first N stages are frozen and computed once per training
+  image (and once per flipped image, since a flip is the one augmentation that survives: shifts
+  are off), so a step only runs the rest. A VGG16 step at 96 px costs ≈ 8 s on one core; with
+  conv1–4 frozen it costs a small fraction of that, which makes B-VGG16-SN trainable here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sketchbench import Method, MethodContext, Param, RunData
-from sketchbench.method.training import (
+from sketchbench import Method, MethodContext, Param, RunData, SketchbenchError
+from sketchbench.training import (
     Trainer,
     TripletBatch,
     create_backbone,
+    freeze_batchnorm,
+    frozen_features,
+    split_backbone,
     to_input,
+    triplet_batches,
     triplet_epochs,
     triplet_loss,
 )
@@ -33,11 +47,15 @@ class TimmTriplet(Method):
         "lr": Param(0.0, "learning rate (0 = the preset's)"),
         "epochs": Param(0, "epochs (0 = the preset's)"),
         "augment": Param(True, "random shifts and joint horizontal flips"),
+        "freeze_bn": Param(False, "keep BatchNorm statistics at their pretrained values while training",
+                           presets={"cpu-imagenet": True}, since="0.2"),
+        "freeze_stages": Param(0, "freeze the stem and the first N stages, computed once per image (0 = train all)", since="0.2"),
     }
 
     def __init__(self, ctx: MethodContext) -> None:
         super().__init__(ctx)
-        self.net = create_backbone(self.p["backbone"], pretrained=ctx.pretrained, weights=ctx.weights).to(self.device)
+        self.net = create_backbone(self.p["backbone"], pretrained=ctx.pretrained, weights=ctx.weights,
+                                   partial_weights=ctx.partial_weights).to(self.device)
         if self.device.type == "cuda":
             self.net = self.net.to(memory_format=torch.channels_last)
 
@@ -58,9 +76,16 @@ class TimmTriplet(Method):
 
     def train(self, data: RunData, canvases: Sequence[int], teacher: Method | None = None,
               upstream: Method | None = None) -> None:
+        if self.p["freeze_stages"] < 0:
+            raise SketchbenchError(f"--param freeze_stages={self.p['freeze_stages']}: must be 0 or more")
+        if self.p["freeze_stages"]:
+            self.train_on_frozen_stages(data, canvases)
+            return
         lr = self.p["lr"] or data.preset.lr
         trainer = Trainer(self.net.parameters(), lr=lr, device=self.device, desc=self.ctx.name)
         self.net.train()
+        if self.p["freeze_bn"]:
+            freeze_batchnorm(self.net)
         for b in triplet_epochs(data, trainer, epochs=self.p["epochs"] or data.preset.epochs, canvases=canvases,
                                 seed=self.ctx.seed, augment=self.p["augment"]):
             with trainer.autocast():
@@ -76,8 +101,57 @@ class TimmTriplet(Method):
         """The step's queries per canvas: the augmented sketches (photo-query subclasses swap them)."""
         return batch.sketches
 
+    def train_on_frozen_stages(self, data: RunData, canvases: Sequence[int]) -> None:
+        """The same triplet loop with the early stages frozen: their outputs for every training
+        sketch (at each canvas) and photo, plain and flipped, are computed once; a step runs the
+        rest of the network on them. Augmentation is the joint flip only."""
+        early, rest = split_backbone(self.net, self.p["freeze_stages"])
+        for q in early.parameters():
+            q.requires_grad_(False)
+        bs = data.preset.eval_batch_size
+        photos = data.photos("train")
+        views = [lambda x: x, lambda x: x.flip(-1)] if self.p["augment"] else [lambda x: x]
+        photo_feats = [frozen_features(early, v(photos), device=self.device, batch_size=bs) for v in views]
+        sketch_feats = {c: [frozen_features(early, v(data.sketches("train", c)), device=self.device, batch_size=bs)
+                            for v in views] for c in canvases}
+        pairs, hard = data.pairs("train"), data.split("train").hard_negatives
+        rng = np.random.default_rng(self.ctx.seed)
+        gen = torch.Generator().manual_seed(self.ctx.seed)
+        epochs = self.p["epochs"] or data.preset.epochs
+        steps = max(1, (len(pairs) + data.preset.batch_size - 1) // data.preset.batch_size)
+        trainer = Trainer(rest.parameters(), lr=self.p["lr"] or data.preset.lr, device=self.device, desc=self.ctx.name)
+
+        def pick(feats: list[torch.Tensor], idx: torch.Tensor) -> torch.Tensor:
+            x = feats[0][idx]
+            if len(feats) > 1:
+                flip = torch.rand(len(idx), generator=gen) < 0.5
+                x = torch.where(flip.view(-1, 1, 1, 1), feats[1][idx], x)
+            return x.to(self.device, torch.float32)
+
+        def embed(x: torch.Tensor) -> torch.Tensor:
+            return F.normalize(rest(x).float(), dim=-1)
+
+        rest.train()
+        if self.p["freeze_bn"]:
+            freeze_batchnorm(rest)
+        for _ in trainer.epochs(epochs, steps):
+            for a, p, n in triplet_batches(pairs, photos.shape[0], data.preset.batch_size, rng, hard):
+                with trainer.autocast():
+                    fp, fn = embed(pick(photo_feats, p)), embed(pick(photo_feats, n))
+                    loss = sum(triplet_loss(embed(pick(sketch_feats[c], a)), fp, fn, self.p["margin"]) for c in canvases)
+                    loss = loss / len(canvases)
+                trainer.step(loss)
+        self.net.eval()
+        for q in early.parameters():
+            q.requires_grad_(True)
+
 
 class VGG16SN(TimmTriplet):
     kind = "teacher"
     description = "B-VGG16-SN: VGG16 features + global pool, triplet loss (the paper's full network)"
-    params = {**TimmTriplet.params, "backbone": Param("vgg16", "fixed: VGG16", choices=("vgg16", "vgg16_bn"))}
+    params = {
+        **TimmTriplet.params,
+        "backbone": Param("vgg16", "fixed: VGG16", choices=("vgg16", "vgg16_bn")),
+        "freeze_stages": Param(0, "freeze the stem and the first N conv blocks, computed once per image (0 = train all; "
+                               "cpu-imagenet: conv1-4, only conv5 trains)", presets={"cpu-imagenet": 4}, since="0.2"),
+    }

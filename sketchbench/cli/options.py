@@ -1,8 +1,13 @@
-"""Helpers the commands share: the plugin host, canvas/shard/name parsing."""
+"""What the commands share: the plugin host, option groups that several commands take (as
+decorators, so ``run`` and ``bench`` cannot drift apart), and parsing of canvases, shards, names."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+
+import click
 
 from sketchbench.base.errors import SketchbenchError
 
@@ -12,6 +17,52 @@ def plugin_host() -> Any:
     from sketchbench.host.plugins import get_host
 
     return get_host()
+
+
+def _stack(*decorators: Callable) -> Callable:
+    def apply(fn: Callable) -> Callable:
+        for d in reversed(decorators):
+            fn = d(fn)
+        return fn
+
+    return apply
+
+
+#: --preset and --set
+preset_options = _stack(
+    click.option("--preset", "-p", default=None, help="smoke, cpu, cpu-imagenet or paper (default: paper on CUDA, else cpu)."),
+    click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a preset value, e.g. --set epochs=3."),
+)
+
+#: where data, cache and device come from, and method parameters
+environment_options = _stack(
+    click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
+                 help="Method hyper-parameter, e.g. --param lambda_f=0.3 (or METHOD.KEY=VALUE)."),
+    click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"])),
+    click.option("--data-root", type=click.Path(path_type=Path), default=None, help="Dataset root (or SKETCHBENCH_DATA)."),
+    click.option("--cache-dir", type=click.Path(path_type=Path), default=None, help="Artifact cache (or SKETCHBENCH_CACHE_DIR)."),
+)
+
+#: where networks start from: --pretrained, --weights, --partial-weights
+init_options = _stack(
+    click.option("--pretrained", "pretrained", multiple=True, is_flag=False, flag_value="auto",
+                 metavar="[SOURCE|METHOD=SOURCE]",
+                 help="Start backbones from pretrained weights: alone = the first installed source of each backbone "
+                      "(sketchbench weights list), or a source, 'none', or METHOD=SOURCE (repeat). Default: the preset's."),
+    click.option("--weights", "weights", multiple=True, metavar="FILE|METHOD=FILE",
+                 help="Start from a local checkpoint: FILE for the methods named by --method, METHOD=FILE for any "
+                      "(e.g. the teacher). It must fill the whole network."),
+    click.option("--partial-weights", is_flag=True, help="Allow a --weights file that fills only part of the network."),
+)
+
+
+def choose_preset(name: str | None, device: str) -> str:
+    """The preset to run: the one named, else ``paper`` on CUDA and ``cpu`` otherwise."""
+    if name:
+        return name
+    import torch
+
+    return "paper" if (device != "cpu" and torch.cuda.is_available()) else "cpu"
 
 
 def canvas_option(value: tuple[str, ...], preset) -> list[int] | None:
@@ -44,5 +95,3 @@ def expand_names(names: tuple[str, ...], registry) -> list[str]:
             elif part:
                 out.append(registry.entry(part).name)
     return list(dict.fromkeys(out))
-
-

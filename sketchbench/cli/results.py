@@ -59,6 +59,10 @@ def compare(baseline: Path, current: Path, tolerance: float | None, sigma: float
     2 on an error. FLOPs and params must match exactly; accuracy may drop by the tolerance;
     latency is shown but never gates.
 
+    Float results differ between CPU types, so a baseline NAME-<machine id>.json made on this
+    machine type, beside BASELINE, is used instead when it exists (the id is in every results
+    file's environment.machine).
+
     \b
     Examples:
       sketchbench compare benchmarks/baselines/smoke.json results/smoke.json
@@ -66,9 +70,18 @@ def compare(baseline: Path, current: Path, tolerance: float | None, sigma: float
     """
     from sketchbench.results.compare import Tolerance, render_comparison
     from sketchbench.results.compare import compare as do_compare
-    from sketchbench.results.schema import load_results
+    from sketchbench.results.schema import baseline_for, load_results
 
-    base, cur = load_results(baseline), load_results(current)
+    chosen = baseline_for(baseline)
+    if chosen != baseline:
+        click.echo(f"comparing with {chosen}, the baseline made on this machine type", err=True)
+    base, cur = load_results(chosen), load_results(current)
+    base_machine = base.get("environment", {}).get("machine", {}).get("id")
+    cur_machine = cur.get("environment", {}).get("machine", {}).get("id")
+    if base_machine != cur_machine:
+        click.echo(f"note: {chosen} was made on another machine type ({base_machine or 'not recorded'}, this one is "
+                   f"{cur_machine or 'not recorded'}): float results may differ by whole queries; make a baseline for "
+                   f"this machine as {Path(baseline).stem}-{cur_machine}.json", err=True)
     table, regressions = do_compare(base, cur, Tolerance(sigma, min_tolerance, tolerance), allow_config_change)
     click.echo(render_comparison(table))
     if regressions:

@@ -9,7 +9,16 @@ import click
 
 from sketchbench.base.errors import SketchbenchError
 from sketchbench.cli.main import cli
-from sketchbench.cli.options import canvas_option, expand_names, parse_shard, plugin_host
+from sketchbench.cli.options import (
+    canvas_option,
+    choose_preset,
+    environment_options,
+    expand_names,
+    init_options,
+    parse_shard,
+    plugin_host,
+    preset_options,
+)
 
 EPILOG_RUN = """\b
 Examples:
@@ -19,8 +28,12 @@ Examples:
       --data-root ../shared/data/qmul-v1 --seed 0 --seed 1 --seed 2
   sketchbench run --method sketchynet-v2 --dataset synthetic --param lambda_f=0.3
   sketchbench run -m triplet-sn -d synthetic -c 96 --save-weights weights/
-  sketchbench run -m triplet-sn -d qmul-v1-shoes --data-root ../shared/data/qmul-v1 -c 96 \
+  sketchbench run -m triplet-sn -d qmul-v1-shoes --data-root ../shared/data/qmul-v1 -c 96 \\
       --weights weights/triplet-sn-synthetic-c96-s0.pt
+  sketchbench run -m triplet-timm --param backbone=efficientnet_lite0 --pretrained -d tiny -p smoke
+  sketchbench run -m mobilenetv2-sn -d chairv2 --data-root ../shared/data/chairv2 --pretrained --no-train
+  sketchbench run -m sketchynet-v1 --teacher vgg16-sn --pretrained vgg16-sn=hed-vgg16 \\
+      --pretrained sketchynet-v1=torchvision-mobilenetv2 -d chairv2 --data-root ../shared/data/chairv2
 """
 
 
@@ -30,31 +43,26 @@ Examples:
 @click.option("--dataset", "-d", "datasets", multiple=True, help="Dataset name (repeat, or 'all'); see 'sketchbench list datasets'.")
 @click.option("--teacher", "-t", default=None, help="Teacher for student methods (default: the method's own).")
 @click.option("--canvas", "-c", "canvases", multiple=True, help="Canvas size in pixels (repeat), or 'all' (the preset's).")
-@click.option("--preset", "-p", default=None, help="smoke, cpu or paper (default: paper on CUDA, cpu otherwise).")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a preset value, e.g. --set epochs=3.")
-@click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="Method hyper-parameter, e.g. --param lambda_f=0.3 (or METHOD.KEY=VALUE).")
+@preset_options
 @click.option("--seed", "seeds", multiple=True, type=int, default=(0,), show_default=True, help="Seed (repeat for several).")
-@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
-@click.option("--data-root", type=click.Path(path_type=Path), default=None, help="Dataset root (or SKETCHBENCH_DATA).")
-@click.option("--cache-dir", type=click.Path(path_type=Path), default=None, help="Artifact cache (or SKETCHBENCH_CACHE_DIR).")
+@environment_options
 @click.option("--out", "-o", type=click.Path(path_type=Path), default=None, help="Results JSON (default results/run-<hash>.json); an existing one is resumed.")
-@click.option("--pretrained", is_flag=True, help="Start backbones from ImageNet weights (needs the internet).")
-@click.option("--weights", type=click.Path(path_type=Path), default=None, help="Start backbones from this local checkpoint.")
+@init_options
 @click.option("--save-weights", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Also write each trained model's weights into this folder (for --weights).")
 @click.option("--no-chain", is_flag=True, help="Do not also evaluate the teacher/upstream methods.")
+@click.option("--no-train", is_flag=True,
+              help="Evaluate the methods as initialised, untrained: the random-init floor, or zero-shot with --pretrained.")
 @click.option("--shard", default=None, metavar="I/N", help="Run only the I-th of N interleaved parts of the grid.")
 @click.option("--format", "fmt", default="table", type=click.Choice(["table", "markdown", "csv", "json"]), show_default=True)
 @click.option("--debug", is_flag=True, help="Raise errors inside cells instead of recording them.")
-def run(methods, datasets, teacher, canvases, preset, overrides, params, seeds, device, data_root, cache_dir, out,
-        pretrained, weights, save_weights, no_chain, shard, fmt, debug) -> None:
+def run(methods, datasets, teacher, canvases, preset, overrides, seeds, params, device, data_root, cache_dir, out,
+        pretrained, weights, partial_weights, save_weights, no_chain, no_train, shard, fmt, debug) -> None:
     """Train and evaluate methods on datasets over canvas sizes; print the table.
 
     Teachers are trained once and cached; a rerun with the same --out resumes and skips
     finished cells. The exit code is 1 when some cells failed (they are recorded with errors).
     """
-    import torch
-
     from sketchbench.base.artifacts import default_cache_dir
     from sketchbench.method.params import parse_key_values
     from sketchbench.results.report import render
@@ -62,8 +70,7 @@ def run(methods, datasets, teacher, canvases, preset, overrides, params, seeds, 
     from sketchbench.run.runner import RunConfig, Runner
 
     host = plugin_host()
-    preset_name = preset or ("paper" if (device != "cpu" and torch.cuda.is_available()) else "cpu")
-    p = load_preset(preset_name, parse_key_values(overrides, "--set"))
+    p = load_preset(choose_preset(preset, device), parse_key_values(overrides, "--set"))
     if save_weights is not None:
         try:  # fail before any training, not after it
             save_weights.mkdir(parents=True, exist_ok=True)
@@ -81,9 +88,11 @@ def run(methods, datasets, teacher, canvases, preset, overrides, params, seeds, 
         data_root=data_root,
         cache_dir=cache_dir or default_cache_dir(),
         out=out,
-        pretrained=pretrained,
-        weights=weights,
+        pretrained=tuple(pretrained),
+        weights=tuple(weights),
+        partial_weights=partial_weights,
         chain=not no_chain,
+        train=not no_train,
         shard=parse_shard(shard),
         debug=debug,
         save_weights=save_weights,
@@ -102,23 +111,18 @@ def run(methods, datasets, teacher, canvases, preset, overrides, params, seeds, 
     sys.exit(int(code))
 
 
-
 @cli.command()
 @click.argument("name", required=False)
-@click.option("--preset", "-p", default=None, help="smoke, cpu or paper (default: paper on CUDA, cpu otherwise).")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a preset value.")
+@preset_options
 @click.option("--dataset", "-d", "datasets", multiple=True, help="Datasets (default: the benchmark's).")
 @click.option("--seed", "seeds", multiple=True, type=int, help="Seeds (default: the benchmark's).")
-@click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="Extra method parameters.")
-@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
-@click.option("--data-root", type=click.Path(path_type=Path), default=None, help="Dataset root (or SKETCHBENCH_DATA).")
-@click.option("--cache-dir", type=click.Path(path_type=Path), default=None, help="Artifact cache (or SKETCHBENCH_CACHE_DIR).")
-@click.option("--weights", type=click.Path(path_type=Path), default=None, help="Start backbones from this local checkpoint.")
+@environment_options
+@init_options
 @click.option("--out-dir", type=click.Path(path_type=Path), default=None, help="Default: results/bench-<preset>/.")
 @click.option("--bench-dir", type=click.Path(path_type=Path), default=None, help="Where NAME.toml files are (default ./benchmarks).")
 @click.option("--no-plot", is_flag=True, help="Skip the plot.")
-def bench(name, preset, overrides, datasets, seeds, params, device, data_root, cache_dir, weights, out_dir, bench_dir,
-          no_plot) -> None:
+def bench(name, preset, overrides, datasets, seeds, params, device, data_root, cache_dir, pretrained, weights,
+          partial_weights, out_dir, bench_dir, no_plot) -> None:
     """Run a benchmark (one table of the paper): results JSON, Markdown table and plot.
 
     Without NAME, lists the benchmarks.
@@ -130,8 +134,6 @@ def bench(name, preset, overrides, datasets, seeds, params, device, data_root, c
       sketchbench bench main --preset cpu -d qmul-v1-shoes -d qmul-v1-chairs \\
           --data-root ../shared/data/qmul-v1 --seed 0 --seed 1 --seed 2
     """
-    import torch
-
     from sketchbench.base.artifacts import default_cache_dir
     from sketchbench.method.params import parse_key_values
     from sketchbench.run.bench import bench_names, default_bench_dir, load_spec, run_bench
@@ -145,18 +147,17 @@ def bench(name, preset, overrides, datasets, seeds, params, device, data_root, c
             click.echo(f"{n:20s} {spec.get('title', '')}")
         return
     spec = load_spec(name, bdir)
-    preset_name = preset or ("paper" if (device != "cpu" and torch.cuda.is_available()) else "cpu")
+    preset_name = choose_preset(preset, device)
     p = load_preset(preset_name, parse_key_values(overrides, "--set"))
     host = plugin_host()
     base = RunConfig(
         methods=[], datasets=expand_names(tuple(datasets) or tuple(spec.get("datasets", [])), host.datasets),
         preset=p, seeds=list(dict.fromkeys(seeds or spec.get("seeds", [0]))),
         params=parse_key_values(params, "--param"), device=device, data_root=data_root,
-        cache_dir=cache_dir or default_cache_dir(), weights=weights,
+        cache_dir=cache_dir or default_cache_dir(), pretrained=tuple(pretrained), weights=tuple(weights),
+        partial_weights=partial_weights,
     )
     path, code = run_bench(name, spec, base, out_dir or Path("results") / f"bench-{preset_name}", plot=not no_plot)
     click.echo(path.with_suffix(".md").read_text())
     click.echo(f"results: {path} (+ .md, .png, .svg)", err=True)
     sys.exit(int(code))
-
-

@@ -30,7 +30,7 @@ class RegisterFn(Protocol):
 
     ``target`` is a class or a lazy ``"module:attr"`` string. ``info`` is metadata shown by
     ``sketchbench list`` without importing the target (``description``; for methods also
-    ``kind``, ``needs_teacher``, ``dynamic``).
+    ``kind``, ``needs_teacher``, ``dynamic``; for weight sources ``backbones``, ``licence``).
     """
 
     def __call__(self, name: str, target: Any, *, aliases: tuple[str, ...] = (), **info: Any) -> Any: ...
@@ -49,6 +49,16 @@ def register_datasets(register: RegisterFn) -> None:
     """Register datasets: subclasses of :class:`sketchbench.DatasetSource`.
 
     .. versionadded:: 0.1
+    """
+
+
+@_spec
+def register_weights(register: RegisterFn) -> None:
+    """Register weight sources: subclasses of :class:`sketchbench.WeightSource` that fill timm
+    backbones with pretrained weights (``--pretrained``). ``info`` for listing: ``description``,
+    ``backbones`` (a tuple of timm names or fnmatch patterns), ``licence``.
+
+    .. versionadded:: 0.2
     """
 
 

@@ -32,6 +32,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "sketchbench_teachers",
     "sketchbench_students",
     "sketchbench_dynamic",
+    "sketchbench_weights",
 )
 
 
@@ -64,6 +65,7 @@ class PluginHost:
         self.pm.add_hookspecs(hookspecs)
         self.methods: Registry[Any] = Registry("method")
         self.datasets: Registry[Any] = Registry("dataset")
+        self.weights: Registry[Any] = Registry("weight source")
         self.plugins: dict[str, PluginInfo] = {}
         self._registered = False
 
@@ -134,7 +136,7 @@ class PluginHost:
     def unregister_plugin(self, name: str) -> None:
         self.pm.unregister(name=name)
         self.plugins.pop(name, None)
-        for registry in (self.methods, self.datasets):
+        for registry in (self.methods, self.datasets, self.weights):
             _drop(registry, name)
 
     # -- registration ---------------------------------------------------------------------
@@ -142,6 +144,7 @@ class PluginHost:
         for hook_name, registry in (
             ("register_methods", self.methods),
             ("register_datasets", self.datasets),
+            ("register_weights", self.weights),
         ):
             for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
                 if only is not None and impl.plugin_name != only:

@@ -37,10 +37,14 @@ class MethodContext:
     preset: Preset
     device: torch.device
     seed: int
-    #: load ImageNet weights through timm (fails clearly offline)
-    pretrained: bool = False
-    #: a local checkpoint of backbone weights to start from (``--weights FILE``)
+    #: where the backbone's pretrained weights come from: ``"auto"`` (the first installed weight
+    #: source), a source's name, or ``None`` (random initialisation); the runner sets it only for
+    #: methods whose :meth:`Method.pretrained_backbones` a source can fill
+    pretrained: str | None = None
+    #: a local checkpoint to start from (``--weights FILE``)
     weights: Path | None = None
+    #: load ``weights`` even when it fills only part of the network (``--partial-weights``)
+    partial_weights: bool = False
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("sketchbench"))
 
 
@@ -71,6 +75,14 @@ class Method(ABC):
     params: ClassVar[Mapping[str, Param]] = {}
     #: bump when a change invalidates cached checkpoints of this method
     version: ClassVar[str] = "1"
+
+    @classmethod
+    def pretrained_backbones(cls, params: Mapping[str, Any]) -> tuple[str, ...]:
+        """The timm backbones this method builds with ``params``, whose weights ``--pretrained``
+        fills through the weight sources. Default: the ``backbone`` parameter, if the method
+        declares one; methods with their own networks (Sketch-a-Net, selectors) have none."""
+        backbone = params.get("backbone")
+        return (backbone,) if isinstance(backbone, str) and backbone else ()
 
     def __init__(self, ctx: MethodContext) -> None:
         self.ctx = ctx

@@ -18,6 +18,10 @@ class Param:
     choices: tuple[Any, ...] | None = None
     #: default overrides per preset, e.g. ``{"smoke": 1}``
     presets: Mapping[str, Any] = field(default_factory=dict)
+    #: the sketchbench version that added this parameter to an existing method: while it has its
+    #: default value it stays out of the method's identity (config hashes, cache keys), so adding a
+    #: parameter never changes the identity of existing results and checkpoints
+    since: str | None = None
 
     def default_for(self, preset: str) -> Any:
         return self.presets.get(preset, self.default)
@@ -61,6 +65,12 @@ def resolve_params(
     for key, raw in given.items():
         out[key] = declared[key].parse(key, raw)
     return out
+
+
+def identity_params(declared: Mapping[str, Param], preset: str, values: Mapping[str, Any]) -> dict[str, Any]:
+    """``values`` without the parameters added later (``since``) that are at their preset default."""
+    return {k: v for k, v in values.items()
+            if not (k in declared and declared[k].since is not None and v == declared[k].default_for(preset))}
 
 
 def parse_key_values(items: tuple[str, ...] | list[str], option: str) -> dict[str, str]:

@@ -19,9 +19,10 @@ from typing import Any
 
 from sketchbench.base.artifacts import atomic_write_bytes
 from sketchbench.base.errors import SketchbenchError
+from sketchbench.base.machine import machine_info
 from sketchbench.measure.flops import FLOPS_CONVENTION
 
-SCHEMA = "sketchbench.results.schema"
+SCHEMA = "sketchbench.results"
 SCHEMA_VERSION = 1
 
 CELL_KEYS = (
@@ -64,6 +65,7 @@ def environment(device: str) -> dict[str, Any]:
         "numpy": numpy.__version__,
         "device": device,
         "cpu_threads": torch.get_num_threads(),
+        "machine": machine_info(),
     }
     if device.startswith("cuda") and torch.cuda.is_available():
         env["gpu"] = torch.cuda.get_device_name(0)
@@ -129,6 +131,14 @@ def load_results(path: str | Path) -> dict[str, Any]:
         if missing:
             raise SketchbenchError(f"results file {str(p)!r}: cell {i} lacks {', '.join(missing)}")
     return data
+
+
+def baseline_for(path: str | Path) -> Path:
+    """The baseline to compare against: ``NAME-<machine id>.json`` beside ``NAME.json`` when one was
+    made on this machine type (see :mod:`sketchbench.base.machine`), else ``NAME.json`` itself."""
+    p = Path(path)
+    own = p.with_name(f"{p.stem}-{machine_info()['id']}{p.suffix}")
+    return own if own.is_file() else p
 
 
 def cell_id(cell: dict[str, Any]) -> tuple[str, int]:

@@ -30,6 +30,8 @@ class Preset:
     latency_warmup: int
     instances: int
     sketches_per_instance: int
+    #: the default ``--pretrained`` for methods with a pretrainable backbone: ``none``, ``auto`` or a source
+    pretrained: str = "none"
     overrides: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -41,6 +43,22 @@ class Preset:
         d = dataclasses.asdict(self)
         d["canvases"] = list(self.canvases)
         return d
+
+    def identity(self, exclude: tuple[str, ...] = ()) -> dict[str, Any]:
+        """The values that make results and trained models differ: no description or override
+        list, none of ``exclude``, and no key added after 0.1 while it is at its default (so adding
+        a preset key never changes the identity of existing cells and checkpoints)."""
+        d = self.to_dict()
+        for key in ("description", "overrides", *exclude):
+            d.pop(key, None)
+        for key, default in _LATER_KEYS.items():
+            if d.get(key) == default:
+                d.pop(key, None)
+        return d
+
+
+#: preset keys added after the first release, with the default that leaves identities unchanged
+_LATER_KEYS: dict[str, Any] = {"pretrained": "none"}
 
 
 def preset_names() -> list[str]:
@@ -84,6 +102,8 @@ def load_preset(name: str, overrides: dict[str, str] | None = None) -> Preset:
     text = resources.files("sketchbench").joinpath("presets", f"{name}.toml").read_text()
     data = tomllib.loads(text)
     data["canvases"] = tuple(check_canvas(c) for c in data["canvases"])
+    for key, default in _LATER_KEYS.items():
+        data.setdefault(key, default)
     fields = {f.name for f in dataclasses.fields(Preset)} - {"name", "overrides"}
     for key, raw in (overrides or {}).items():
         if key not in fields:

@@ -8,7 +8,6 @@ atomically after every cell.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import time
@@ -31,8 +30,10 @@ from sketchbench.measure.evaluate import evaluate
 from sketchbench.measure.flops import FLOPS_CONVENTION
 from sketchbench.method.distributed import barrier, init_from_env, is_main
 from sketchbench.method.interface import Method, MethodContext
-from sketchbench.method.params import resolve_params
+from sketchbench.method.params import identity_params, resolve_params
 from sketchbench.method.training import seed_everything
+from sketchbench.method.weights import AUTO, NONE, file_sha256
+from sketchbench.method.weights import identity as weights_identity
 from sketchbench.results.schema import cell_id, load_results, new_results, write_results
 from sketchbench.run.presets import Preset
 
@@ -52,8 +53,15 @@ class RunConfig:
     data_root: Path | None = None
     cache_dir: Path | None = None
     out: Path | None = None
-    pretrained: bool = False
-    weights: Path | None = None
+    #: ``--pretrained`` values: ``auto``, a source, ``none`` (for every method with a pretrainable
+    #: backbone), or ``METHOD=SOURCE``; empty = the preset's ``pretrained``
+    pretrained: tuple[str, ...] = ()
+    #: ``--weights``: ``FILE`` (the run's own methods) or ``METHOD=FILE``
+    weights: tuple[str, ...] = ()
+    #: allow a ``--weights`` file that fills only part of a network
+    partial_weights: bool = False
+    #: ``--no-train``: evaluate the methods as initialised (the random-init or zero-shot floor)
+    train: bool = True
     #: also evaluate the teacher and upstream methods a method builds on
     chain: bool = True
     shard: tuple[int, int] = (1, 1)
@@ -70,19 +78,33 @@ class RunConfig:
             "seeds": self.seeds,
             "params": self.params,
             "preset": self.preset.to_dict(),
-            "pretrained": self.pretrained,
-            "weights": _file_digest(self.weights),
+            "pretrained": list(self.pretrained) or False,
+            "weights": [f"{k}={_file_digest(v)}" if k else _file_digest(v) for k, v in _split_specs(self.weights, "--weights")]
+            or None,
             "chain": self.chain,
+            **({} if self.train else {"train": False}),
         }
 
 
-def _file_digest(path: Path | None) -> str | None:
+def _file_digest(path: Path | str | None) -> str | None:
+    """The first 16 hex digits of a ``--weights`` file's sha256 (hashed once per process)."""
     if path is None:
         return None
     p = Path(path)
     if not p.is_file():
         raise SketchbenchError(f"--weights {str(p)!r}: no such file")
-    return hashlib.sha256(p.read_bytes()).hexdigest()[:16]
+    return file_sha256(p)[:16]
+
+
+def _split_specs(values: Sequence[str], option: str) -> list[tuple[str | None, str]]:
+    """``VALUE`` or ``METHOD=VALUE`` items of a repeatable option → ``(method or None, value)``."""
+    out = []
+    for raw in values:
+        key, sep, value = str(raw).partition("=")
+        if sep and not key.strip():
+            raise SketchbenchError(f"{option} {raw!r}: expected VALUE or METHOD=VALUE")
+        out.append((key.strip(), value.strip()) if sep else (None, str(raw).strip()))
+    return out
 
 
 def resolve_device(name: str) -> torch.device:
@@ -116,6 +138,8 @@ class Runner:
         self.cache = ArtifactCache(config.cache_dir)
         self._trained: dict[str, Method] = {}
         self._data: dict[tuple[str, int], RunData] = {}
+        self._init: dict[str, dict[str, Any]] = {}
+        self._specs = self._init_specs()
         self._validate()
 
     # -- validation ------------------------------------------------------------------------
@@ -166,8 +190,42 @@ class Runner:
                 resolve_params(names[0], self.method_class(names[0]).params, self.preset.name, {k: ""})
         for name in c.methods:
             self.params_for(name)
+        if not c.train:
+            dynamic = [m for m in c.methods if self.method_class(m).dynamic]
+            if dynamic:
+                raise SketchbenchError(f"--no-train: {dynamic[0]!r} picks canvases with a trained selector; "
+                                       "evaluate its upstream untrained instead")
+        for name in self.chain_methods():
+            self.init_identity(name)
+        per_p, blanket_p, per_w, _ = self._specs
+        chain = set(self.chain_methods())
+        for name in [*per_p, *per_w]:
+            if name not in chain:
+                raise SketchbenchError(f"--pretrained/--weights name {name!r}, which this run does not train "
+                                       f"(it trains {', '.join(sorted(chain))})")
+        if blanket_p not in (None, NONE) and not any(self.pretrained_for(n) for n in chain):
+            raise SketchbenchError(f"--pretrained {blanket_p}: no method of this run has a backbone a weight source can fill "
+                                   f"({', '.join(sorted(chain))} train from scratch)")
         if not c.datasets:
             raise SketchbenchError("no dataset: pass --dataset NAME (sketchbench list datasets)")
+
+    def chain_methods(self) -> list[str]:
+        """The run's methods with every teacher and upstream they build on (only the run's
+        methods under ``--no-train``: nothing is trained, so nothing is distilled)."""
+        if not self.config.train:
+            return list(self.config.methods)
+        out: list[str] = []
+        for name in self.config.methods:
+            todo = [name]
+            while todo:
+                n = todo.pop()
+                if n in out:
+                    continue
+                out.append(n)
+                cls = self.method_class(n)
+                t = self.teacher_for(n) if cls.needs_teacher else None
+                todo += [x for x in (t, cls.upstream) if x]
+        return out
 
     def _given(self, name: str) -> dict[str, str]:
         """The ``--param`` values that apply to ``name``: ``METHOD.KEY`` for it, or a bare ``KEY``
@@ -180,8 +238,67 @@ class Runner:
                 given[k] = value
         return given
 
+    # -- initial weights ----------------------------------------------------------------------
+    def _init_specs(self) -> tuple[dict[str, str], str | None, dict[str, Path], Path | None]:
+        """(per-method ``--pretrained``, blanket ``--pretrained``, per-method ``--weights``, blanket ``--weights``)."""
+        per_p: dict[str, str] = {}
+        blanket_p: str | None = None
+        for method, value in _split_specs(self.config.pretrained, "--pretrained"):
+            if method is None:
+                blanket_p = value or AUTO
+            else:
+                per_p[self.host.methods.entry(method).name] = value or AUTO
+        per_w: dict[str, Path] = {}
+        blanket_w: Path | None = None
+        for method, value in _split_specs(self.config.weights, "--weights"):
+            if method is None:
+                blanket_w = Path(value)
+            else:
+                per_w[self.host.methods.entry(method).name] = Path(value)
+        return per_p, blanket_p, per_w, blanket_w
+
+    def pretrained_for(self, name: str) -> str | None:
+        """The ``--pretrained`` choice for ``name``'s backbones: ``METHOD=SOURCE``, else the blanket
+        value, else the preset's; ``None`` when it starts from random weights (or has no backbone a
+        weight source can fill, such as Sketch-a-Net)."""
+        per, blanket, _, _ = self._specs
+        backbones = self.method_class(name).pretrained_backbones(self.params_for(name))
+        if name in per:
+            if per[name] != NONE and not backbones:
+                raise SketchbenchError(f"--pretrained {name}={per[name]}: {name!r} has no backbone a weight source can fill "
+                                       "(it trains from scratch)")
+            choice: str | None = per[name]
+        else:
+            choice = blanket if blanket is not None else self.preset.pretrained
+        if not backbones or choice in (None, NONE):
+            return None
+        return choice
+
+    def weights_file_for(self, name: str) -> Path | None:
+        """The ``--weights`` file for ``name``: ``METHOD=FILE``, else a bare ``FILE`` for the run's own methods."""
+        _, _, per, blanket = self._specs
+        if name in per:
+            return per[name]
+        return blanket if name in self.config.methods else None
+
+    def init_identity(self, name: str) -> dict[str, Any]:
+        """What ``name`` starts from, as it enters cache keys and cells: the pretrained weights of
+        each backbone (source, backbone, sha256) and the ``--weights`` file's digest. Resolving it
+        fails with one line when a source is not installed."""
+        if name not in self._init:
+            choice = self.pretrained_for(name)
+            backbones = self.method_class(name).pretrained_backbones(self.params_for(name))
+            idents = [weights_identity(b, choice).to_dict() for b in backbones] if choice is not None else []
+            path = self.weights_file_for(name)
+            self._init[name] = {"pretrained": idents or False, "weights": _file_digest(path)}
+        return self._init[name]
+
     def params_for(self, name: str) -> dict[str, Any]:
         return resolve_params(name, self.method_class(name).params, self.preset.name, self._given(name))
+
+    def identity_params(self, name: str) -> dict[str, Any]:
+        """``params_for`` as it enters hashes: parameters added later at their default left out."""
+        return identity_params(self.method_class(name).params, self.preset.name, self.params_for(name))
 
     def variant(self, name: str) -> str:
         """A short label of what this run changed for ``name`` (given params, preset overrides):
@@ -189,6 +306,9 @@ class Runner:
         parts = [f"{k}={v}" for k, v in self._given(name).items()]
         if name in self.config.methods:
             parts += [f"{k}={v}" for k, v in self.preset.overrides.items()]
+        if not self.config.train:
+            # the floors beside every trained row: an ImageNet start untrained is "zero-shot"
+            parts.insert(0, "zero-shot" if self.init_identity(name)["pretrained"] else "random init")
         return ",".join(parts)
 
     # -- the grid --------------------------------------------------------------------------
@@ -200,8 +320,8 @@ class Runner:
             for seed in c.seeds:
                 for name in c.methods:
                     cls = self.method_class(name)
-                    teacher = self.teacher_for(name)
-                    if c.chain:
+                    teacher = self.teacher_for(name) if c.train else None
+                    if c.chain and c.train:
                         if teacher is not None:
                             out.append(Cell(teacher, None, dataset, self.preset.full_canvas, seed, "teacher"))
                         up = cls.upstream
@@ -223,11 +343,11 @@ class Runner:
                 "teacher": cell.teacher,
                 "dataset": cell.dataset,
                 "canvas": cell.canvas,
-                "preset": {k: v for k, v in self.preset.to_dict().items() if k not in ("description", "overrides")},
-                "params": self.params_for(cell.method),
-                "teacher_params": self.params_for(cell.teacher) if cell.teacher else None,
-                "pretrained": self.config.pretrained,
-                "weights": _file_digest(self.config.weights),
+                "preset": self.preset.identity(),
+                "params": self.identity_params(cell.method),
+                "teacher_params": self.identity_params(cell.teacher) if cell.teacher else None,
+                **self.init_identity(cell.method),
+                **({} if self.config.train else {"trained": False}),
             }
         )
 
@@ -258,6 +378,8 @@ class Runner:
         """A trained method (from memory, the artifact cache, or trained now) and its key."""
         cls = self.method_class(name)
         canvases = self.train_canvases(name, canvas)
+        if not self.config.train:
+            return self._untrained(name, dataset, seed)
         teacher_obj, teacher_key = None, None
         if cls.needs_teacher:
             assert teacher is not None
@@ -272,16 +394,15 @@ class Runner:
             {
                 "method": name,
                 "version": cls.version,
-                "params": params,
+                "params": self.identity_params(name),
                 "teacher": teacher_key,
                 "upstream": upstream_key,
                 "data": data.fingerprint,
-                "preset": {k: v for k, v in self.preset.to_dict().items()
-                           if k not in ("description", "overrides", "latency_repeats", "latency_warmup", "eval_batch_size")},
+                # evaluation-only values do not change a trained model
+                "preset": self.preset.identity(exclude=("latency_repeats", "latency_warmup", "eval_batch_size")),
                 "canvases": canvases,
                 "seed": seed,
-                "pretrained": self.config.pretrained,
-                "weights": _file_digest(self.config.weights),
+                **self.init_identity(name),
             }
         )
         if key in self._trained:
@@ -289,7 +410,8 @@ class Runner:
         seed_everything(seed)
         ctx = MethodContext(
             name=name, params=params, preset=self.preset, device=self.device, seed=seed,
-            pretrained=self.config.pretrained, weights=self.config.weights,
+            pretrained=self.pretrained_for(name), weights=self.weights_file_for(name),
+            partial_weights=self.config.partial_weights,
         )
         method = cls(ctx)
         if upstream_obj is not None:
@@ -299,7 +421,7 @@ class Runner:
         if state is not None:
             method.load_state(state)
         else:
-            if not (self.config.pretrained or self.config.weights):
+            if not (ctx.pretrained or ctx.weights):
                 log.info("%s: weights are randomly initialised (no --pretrained or --weights)", name)
             t0 = time.perf_counter()
             method.train(data, canvases, teacher=teacher_obj, upstream=upstream_obj)
@@ -315,6 +437,18 @@ class Runner:
         if self.config.save_weights is not None and is_main():
             self.export_weights(method, name, dataset, canvases, seed)
         return method, key, seconds
+
+    def _untrained(self, name: str, dataset: str, seed: int) -> tuple[Method, str, float]:
+        """``name`` as initialised (``--no-train``): seeded, pretrained where asked, never trained or cached."""
+        key = stable_hash({"untrained": name, "params": self.params_for(name), "seed": seed, **self.init_identity(name)})
+        if key not in self._trained:
+            self.data(dataset, seed)  # load the data first: the same failures as a trained cell
+            seed_everything(seed)
+            ctx = MethodContext(name=name, params=self.params_for(name), preset=self.preset, device=self.device, seed=seed,
+                                pretrained=self.pretrained_for(name), weights=self.weights_file_for(name),
+                                partial_weights=self.config.partial_weights)
+            self._trained[key] = self.method_class(name)(ctx).eval()
+        return self._trained[key], key, 0.0
 
     def export_weights(self, method: Method, name: str, dataset: str, canvases: Sequence[int], seed: int) -> Path | None:
         """Save a trained model's state dict as ``<dir>/<method>-<dataset>-c<canvases>-s<seed>.pt``, the
@@ -398,6 +532,9 @@ class Runner:
             "variant": self.variant(cell.method),
             "kind": self.method_class(cell.method).kind,
             "device": str(self.device),
+            # what the network started from: pretrained weights per backbone (source, sha256), --weights digest
+            "init": self.init_identity(cell.method),
+            "trained": self.config.train,
         }
         try:
             method, _, seconds = self.obtain(cell.method, cell.teacher, cell.dataset, cell.canvas, cell.seed)

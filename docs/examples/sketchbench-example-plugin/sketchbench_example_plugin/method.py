@@ -6,7 +6,7 @@ trains in a second on a CPU. It shows everything a method implements:
 
 - ``params``: declared hyper-parameters with per-preset defaults (``--param width=32``);
 - ``__init__``: build the networks from ``ctx`` (parameters, device, seed);
-- ``train``: the training procedure, written with :mod:`sketchbench.method.training` helpers;
+- ``train``: the training procedure, written with :mod:`sketchbench.training` helpers;
 - ``encode_sketch`` / ``encode_photo``: uint8 batches to embeddings;
 - ``sketch_branch`` / ``modules``: what the framework counts FLOPs on, and what it checkpoints.
 """
@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sketchbench import Method, MethodContext, Param, RunData
-from sketchbench.method.training import Trainer, random_flip, seed_everything, to_input, triplet_batches, triplet_loss
+from sketchbench.training import Trainer, random_flip, seed_everything, to_input, triplet_batches, triplet_loss
 
 
 class SmallCNN(nn.Module):
