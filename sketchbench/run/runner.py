@@ -8,6 +8,7 @@ atomically after every cell.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -62,6 +63,8 @@ class RunConfig:
     partial_weights: bool = False
     #: ``--no-train``: evaluate the methods as initialised (the random-init or zero-shot floor)
     train: bool = True
+    #: train what is not in the cache (``False`` for commands that use trained models: export, retrieve)
+    allow_training: bool = True
     #: also evaluate the teacher and upstream methods a method builds on
     chain: bool = True
     shard: tuple[int, int] = (1, 1)
@@ -84,6 +87,31 @@ class RunConfig:
             "chain": self.chain,
             **({} if self.train else {"train": False}),
         }
+
+    def rebuild_record(self) -> dict[str, Any]:
+        """What a results cell keeps to rebuild the run that made it (``RunConfig.from_record``):
+        the resolved configuration with the preset's name and overrides and the ``--weights`` paths."""
+        return {**self.resolved(), "preset": {"name": self.preset.name, "overrides": dict(self.preset.overrides)},
+                "weights_files": list(self.weights), "partial_weights": self.partial_weights}
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any], **overrides: Any) -> RunConfig:
+        """The configuration a cell's ``run`` record describes (``overrides``: e.g. ``data_root``,
+        ``cache_dir``, ``device``). Raises a one-line error when the record is not usable."""
+        from sketchbench.run.presets import load_preset
+
+        try:
+            preset = load_preset(record["preset"]["name"], {k: str(v) for k, v in record["preset"].get("overrides", {}).items()})
+            config = cls(
+                methods=list(record["methods"]), datasets=list(record["datasets"]), preset=preset,
+                canvases=record.get("canvases"), teacher=record.get("teacher"), seeds=list(record.get("seeds") or [0]),
+                params=dict(record.get("params") or {}), pretrained=tuple(record.get("pretrained") or ()),
+                weights=tuple(record.get("weights_files") or ()), partial_weights=bool(record.get("partial_weights")),
+                chain=bool(record.get("chain", True)), train=bool(record.get("train", True)),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SketchbenchError(f"the cell's run record is incomplete ({type(exc).__name__}: {exc})") from None
+        return dataclasses.replace(config, **overrides)
 
 
 def _file_digest(path: Path | str | None) -> str | None:
@@ -420,6 +448,11 @@ class Runner:
         seconds = 0.0
         if state is not None:
             method.load_state(state)
+        elif not self.config.allow_training:
+            raise SketchbenchError(
+                f"{name} on {dataset} (seed {seed}) is not trained yet: no checkpoint in {self.cache.root}; "
+                "train it first with the sketchbench run that made the results file (same --cache-dir)"
+            )
         else:
             if not (ctx.pretrained or ctx.weights):
                 log.info("%s: weights are randomly initialised (no --pretrained or --weights)", name)
@@ -535,6 +568,8 @@ class Runner:
             # what the network started from: pretrained weights per backbone (source, sha256), --weights digest
             "init": self.init_identity(cell.method),
             "trained": self.config.train,
+            # enough to rebuild this run (export, retrieve): RunConfig.from_record
+            "run": self.config.rebuild_record(),
         }
         try:
             method, _, seconds = self.obtain(cell.method, cell.teacher, cell.dataset, cell.canvas, cell.seed)

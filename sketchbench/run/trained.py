@@ -1,0 +1,78 @@
+"""Trained models for the commands that use them (export, retrieve, demo): a results file's cell
+→ the trained method, restored from the artifact cache exactly as the run that made the cell left
+it, without training anything.
+
+Every results cell carries a ``run`` record (the run's resolved configuration); the runner rebuilt
+from it computes the same cache key, so the checkpoint found is the one the cell was evaluated on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sketchbench.base.errors import SketchbenchError
+from sketchbench.data.rundata import RunData
+from sketchbench.method.interface import Method
+
+
+@dataclass
+class TrainedModel:
+    """A trained method with the data it was trained and evaluated on and the cell that says so."""
+
+    method: Method
+    data: RunData
+    cell: dict[str, Any]
+    runner: Any
+
+    @property
+    def canvas(self) -> int | str:
+        return self.cell["canvas"]
+
+
+def select_cell(results: dict[str, Any], path: str, method: str | None = None, canvas: str | None = None,
+                seed: int | None = None, dataset: str | None = None) -> dict[str, Any]:
+    """The one finished cell matching the filters (the run's own methods first), or one clear line."""
+    cells = [c for c in results["cells"] if c.get("status") == "ok"]
+    if method is not None:
+        cells = [c for c in cells if c["method"] == method]
+    if canvas is not None:
+        cells = [c for c in cells if str(c["canvas"]) == str(canvas)]
+    if seed is not None:
+        cells = [c for c in cells if int(c.get("seed", 0)) == int(seed)]
+    if dataset is not None:
+        cells = [c for c in cells if c["dataset"] == dataset]
+    main = [c for c in cells if c.get("role", "main") == "main"]
+    cells = main or cells
+    if not cells:
+        raise SketchbenchError(f"{path}: no finished cell matches (method={method}, canvas={canvas}, seed={seed})")
+    distinct = {(c["method"], str(c["canvas"]), c.get("seed"), c["dataset"]) for c in cells}
+    if len(distinct) > 1 and (method is None or canvas is None):
+        # one trained model may serve several canvases (multi-canvas students): pick the largest
+        methods = {c["method"] for c in cells}
+        if len(methods) > 1:
+            raise SketchbenchError(f"{path} holds several methods ({', '.join(sorted(methods))}): choose one with --method")
+    cells.sort(key=lambda c: (c["canvas"] == "dynamic", c["canvas"] if c["canvas"] != "dynamic" else 0))
+    return cells[-1]
+
+
+def load_trained(results_path: Path, *, method: str | None = None, canvas: str | None = None, seed: int | None = None,
+                 dataset: str | None = None, data_root: Path | None = None, cache_dir: Path | None = None,
+                 device: str = "cpu") -> TrainedModel:
+    """The trained method of a results file's cell (filters as :func:`select_cell`), from the cache."""
+    from sketchbench.base.artifacts import default_cache_dir
+    from sketchbench.results.schema import load_results
+    from sketchbench.run.runner import RunConfig, Runner
+
+    results = load_results(results_path)
+    cell = select_cell(results, str(results_path), method, canvas, seed, dataset)
+    record = cell.get("run")
+    if not isinstance(record, dict):
+        raise SketchbenchError(f"{results_path}: its cells carry no run record (made by sketchbench < 0.2): "
+                               "rerun the cell to use its model")
+    config = RunConfig.from_record(record, data_root=data_root, cache_dir=cache_dir or default_cache_dir(), device=device,
+                                   allow_training=False, out=None, seeds=[int(cell.get("seed", 0))])
+    runner = Runner(config)
+    trained, _, _ = runner.obtain(cell["method"], cell.get("teacher"), cell["dataset"], cell["canvas"], int(cell.get("seed", 0)))
+    return TrainedModel(trained, runner.data(cell["dataset"], int(cell.get("seed", 0))), cell, runner)
