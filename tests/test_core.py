@@ -85,9 +85,11 @@ def test_ranks_count_ties_against_the_method():
     assert m["acc1"] == pytest.approx(100 / 3) and m["acc10"] == 100.0 and m["mean_rank"] == pytest.approx(7 / 3)
 
 
-def test_ranks_nan_distance_is_worst():
-    d = torch.tensor([[float("nan"), 0.5]])
-    assert ranks(d, torch.tensor([0])).tolist() == [2]
+def test_non_finite_distances_fail_the_cell():
+    """A NaN embedding must never score acc@1 0 (or rank first) silently: the cell fails in one line."""
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(SketchbenchError, match="1 of 1 queries have NaN or infinite distances"):
+            ranks(torch.tensor([[bad, 0.5]]), torch.tensor([0]))
 
 
 def test_several_sketches_may_share_a_photo():

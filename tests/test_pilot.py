@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from sketchbench.measure.evaluate import evaluate
+from sketchbench.results.cells import Cell
 from sketchbench.results.resolution import (
     render_resolution,
     render_smallest_rank1,
@@ -18,8 +19,10 @@ from sketchbench.testing import build_method, run_cli, tiny_data
 
 
 def _cell(method, canvas, seed, acc1, ranks):
-    return {"method": method, "teacher": None, "variant": "", "dataset": "d", "canvas": canvas, "seed": seed,
-            "status": "ok", "acc1": acc1, "query_ranks": ranks}
+    return Cell.model_validate({
+        "method": method, "teacher": None, "variant": "", "dataset": "d", "canvas": canvas, "seed": seed,
+        "status": "ok", "acc1": acc1, "acc10": 100.0, "gflops": 0.01 * canvas, "params_m": 1.0,
+        "config_hash": f"{method}-{canvas}", "query_ranks": ranks})
 
 
 CELLS = [
@@ -52,7 +55,7 @@ def test_smallest_rank1_canvas_shares():
     assert "never first (%)" in render_smallest_rank1(CELLS)
     # a seed without every canvas cannot be counted query by query
     assert smallest_rank1_rows([CELLS[0]])[0]["canvases"] == [32]
-    assert smallest_rank1_rows([{**CELLS[0], "query_ranks": None}]) == []
+    assert smallest_rank1_rows([CELLS[0].model_copy(update={"query_ranks": None})]) == []
 
 
 def test_fg_ibir_queries_are_the_same_view_of_the_paired_photo_at_every_canvas():
@@ -120,7 +123,7 @@ def test_report_prints_the_analyses(tmp_path):
     from sketchbench.results.schema import new_results
 
     results = new_results({}, "h", "cpu")
-    results["cells"] = [{**c, "preset": "smoke", "config_hash": f"h{i}", "params": {}, "kind": "baseline"}
+    results["cells"] = [{**c.to_json(), "preset": "smoke", "config_hash": f"h{i}", "params": {}, "kind": "baseline"}
                         for i, c in enumerate(CELLS)]
     path.write_text(json.dumps(results))
     code, out, err = run_cli("report", str(path), "--analysis", "resolution", "--analysis", "smallest-rank1")

@@ -16,7 +16,8 @@ from torch import nn
 
 from sketchbench import Method, Param, hookimpl
 from sketchbench.method.training import Trainer
-from sketchbench.results.schema import CELL_KEYS, load_results
+from sketchbench.results.cells import Cell
+from sketchbench.results.schema import load_results
 from sketchbench.testing import registered_plugin, run_cli
 
 FAST = ["--param", "backbone=test_efficientnet", "-p", "smoke"]
@@ -37,7 +38,7 @@ def test_run_writes_every_key_and_report_prints(tmp_path):
     assert {"python", "torch", "device"} <= set(res["environment"])
     assert [c["canvas"] for c in res["cells"]] == [32, 48]
     for cell in res["cells"]:
-        assert set(CELL_KEYS) <= set(cell), set(CELL_KEYS) - set(cell)
+        assert set(Cell.model_fields) <= set(cell), set(Cell.model_fields) - set(cell)  # every declared key, written
         assert cell["status"] == "ok" and 0 <= cell["acc1"] <= cell["acc10"] <= 100
         assert cell["gflops"] > 0 and cell["params_m"] > 0 and cell["latency_ms"] > 0
     assert res["cells"][1]["gflops"] > res["cells"][0]["gflops"]

@@ -156,6 +156,7 @@ def test_teacher_outputs_are_computed_once(data, tmp_path):
     # another student of the same teacher: from memory; after forgetting memory: from the disk cache
     build_method("b-pkt", **SMALL).train(cached, cached.preset.canvases, teacher=t)
     teacher_cache.clear_memory()
+    cached.cache.clear_memory()
     build_method("sketchynet-v1", **SMALL).train(cached, cached.preset.canvases, teacher=t)
     assert t.calls["sketch"] == n_sketch and t.calls["photo"] == n_photo
 
@@ -226,12 +227,10 @@ def test_pruned_teacher_is_smaller_and_round_trips(name, which, data, timm_teach
 
 
 def test_pruned_structure_is_reused_across_canvases(data, timm_teacher):
-    from sketchbench_students import pruning
-
-    pruning._pruned_memory.clear()
+    data.cache.clear_memory()
     a = build_method("b-thinet")
     a.train(data, (32,), teacher=timm_teacher)
-    (entry,) = pruning._pruned_memory.values()
+    (entry,) = [v for (kind, _), v in data.cache._memory.items() if kind == "pruned"]
     pruned = {k: v.clone() for k, v in entry["state_dict"].items()}
     assert any(not torch.equal(pruned[k], v.cpu()) for k, v in a.modules().state_dict().items())  # fine-tuned after
     b = build_method("b-thinet")

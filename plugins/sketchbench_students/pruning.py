@@ -75,7 +75,6 @@ log = logging.getLogger("sketchbench")
 
 #: bump when the pruning procedure changes (invalidates cached pruned structures)
 PRUNE_VERSION = "1"
-_pruned_memory: dict[str, dict[str, Any]] = {}
 #: new address space torch-pruning's graph analysis may take before it is stopped (see graph_guard)
 GRAPH_MEMORY_BYTES = 2 * 2**30
 #: weight of the filter-norm tie-breaker added to Taylor scores
@@ -431,7 +430,7 @@ class _PrunedTeacher(TripletStudent):
         key = stable_hash([PRUNE_VERSION, self.ctx.name, teacher_identity(teacher), data.fingerprint,
                            self.example_canvas, self.ctx.seed, data.preset.batch_size, data.preset.lr,
                            {k: self.p[k] for k in self.prune_keys}])
-        cached = _pruned_memory.get(key) or data.cache.load("pruned", key)
+        cached = data.cache.load("pruned", key)  # the run's artifact store: memory, then disk
         if cached is not None:
             self._apply_history(net, cached["history"])
             net.load_state_dict(cached["state_dict"])
@@ -447,9 +446,6 @@ class _PrunedTeacher(TripletStudent):
             # a copy: fine-tuning updates the live weights in place
             weights = {k: v.detach().cpu().clone() for k, v in self._net().state_dict().items()}
             cached = {"history": self.history, "state_dict": weights, "report": self.report}
-            _pruned_memory[key] = cached
-            while len(_pruned_memory) > 8:
-                _pruned_memory.pop(next(iter(_pruned_memory)))
             data.cache.save("pruned", key, cached)
         # fine-tune the pruned network with the triplet loss at the evaluated canvas
         trainer = self._trainer(data)

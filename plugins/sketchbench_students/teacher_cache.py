@@ -26,7 +26,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import weakref
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -44,42 +43,12 @@ log = logging.getLogger("sketchbench")
 CACHE_VERSION = "1"
 #: teacher feature maps larger than this (all training sketches together) are not kept in memory
 MAP_CACHE_LIMIT_MB = 2048
-#: at most this many entries, and about this many bytes, stay in process memory
-_MEMORY_ENTRIES = 8
-_MEMORY_BYTES = 4 * 2**30
-
-_memory: OrderedDict[str, Any] = OrderedDict()
 _identities: weakref.WeakKeyDictionary[Method, str] = weakref.WeakKeyDictionary()
 
 
 def clear_memory() -> None:
-    """Forget every in-memory entry (tests)."""
-    _memory.clear()
+    """Forget the teachers' identities computed in this process (tests)."""
     _identities.clear()
-
-
-def _nbytes(value: Any) -> int:
-    if isinstance(value, torch.Tensor):
-        return value.numel() * value.element_size()
-    if isinstance(value, dict):
-        return sum(_nbytes(v) for v in value.values())
-    return 0
-
-
-def _remember(key: str, value: Any) -> Any:
-    _memory[key] = value
-    _memory.move_to_end(key)
-    # evict the least recently used entries, never the one just stored
-    while len(_memory) > 1 and (len(_memory) > _MEMORY_ENTRIES or sum(map(_nbytes, _memory.values())) > _MEMORY_BYTES):
-        _memory.popitem(last=False)
-    return value
-
-
-def _recall(key: str) -> Any | None:
-    if key in _memory:
-        _memory.move_to_end(key)
-        return _memory[key]
-    return None
 
 
 def weights_digest(module: nn.Module) -> str:
@@ -94,7 +63,10 @@ def weights_digest(module: nn.Module) -> str:
 
 
 def teacher_identity(teacher: Method) -> str:
-    """Class, registered name, parameters and weights digest of a trained teacher."""
+    """The trained teacher's content key (``trained_key``, set by the runner for every trained
+    method), else its class, registered name, parameters and a digest of its weights."""
+    if getattr(teacher, "trained_key", None):
+        return str(teacher.trained_key)
     if teacher not in _identities:
         cls = type(teacher)
         _identities[teacher] = stable_hash(
@@ -109,16 +81,8 @@ def _key(teacher: Method, data: RunData, what: str, canvas: int) -> str:
 
 
 def _cached(key: str, data: RunData, compute: Callable[[], Any], disk: bool = True) -> Any:
-    value = _recall(key)
-    if value is not None:
-        return value
-    if disk:
-        value = data.cache.load("teacher-outputs", key)
-    if value is None:
-        value = compute()
-        if disk:
-            data.cache.save("teacher-outputs", key, value)
-    return _remember(key, value)
+    """From the run's artifact store (memory, then disk), else computed and stored there."""
+    return data.cache.get_or_compute("teacher-outputs", key, compute, disk=disk)
 
 
 # -- embeddings and distances -----------------------------------------------------------------------
@@ -277,18 +241,16 @@ def teacher_feature_maps(teacher: Method, data: RunData, canvas: int | None = No
     canvas = int(canvas or data.preset.full_canvas)
     sketches = data.sketches("train", canvas)
     key = _key(teacher, data, "feature-maps", canvas)
-    cached = _recall(key)
-    if cached is None:
-        teacher.eval()
-        probe = feature_maps_of(teacher, sketches[:1])
-        size_mb = probe.numel() * 4 * len(sketches) / 2**20
-        if size_mb > MAP_CACHE_LIMIT_MB:
-            log.info("%s: teacher feature maps (%.0f MB) exceed the cache limit: recomputed per batch",
-                     teacher.ctx.name, size_mb)
-            return TeacherMaps(teacher, data, canvas, None)
-        bs = data.preset.eval_batch_size
-        cached = _remember(key, torch.cat([feature_maps_of(teacher, sketches[i : i + bs])
-                                           for i in range(0, len(sketches), bs)]))
+    teacher.eval()
+    probe = feature_maps_of(teacher, sketches[:1])
+    size_mb = probe.numel() * 4 * len(sketches) / 2**20
+    if size_mb > MAP_CACHE_LIMIT_MB:
+        log.info("%s: teacher feature maps (%.0f MB) exceed the cache limit: recomputed per batch", teacher.ctx.name, size_mb)
+        return TeacherMaps(teacher, data, canvas, None)
+    bs = data.preset.eval_batch_size
+    # memory only: maps are large, and cheap to recompute from a cached teacher
+    cached = data.cache.get_or_compute("teacher-maps", key, lambda: torch.cat(
+        [feature_maps_of(teacher, sketches[i : i + bs]) for i in range(0, len(sketches), bs)]), disk=False)
     return TeacherMaps(teacher, data, canvas, cached)
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from sketchbench.base.errors import ExitCode
+from sketchbench.base.errors import ExitCode, SketchbenchError
 from sketchbench.cli.main import cli
 
 
@@ -27,17 +27,10 @@ def report(results: tuple[Path, ...], fmt: str, analyses: tuple[str, ...]) -> No
     """
     from sketchbench.results.report import render
     from sketchbench.results.resolution import render_resolution, render_smallest_rank1
-    from sketchbench.results.schema import cell_id, load_results
+    from sketchbench.results.schema import load_cells
 
-    cells, seen = [], set()
-    for path in results:
-        for cell in load_results(path)["cells"]:
-            # a finished cell found in several files (e.g. a teacher a bench also ran) counts once
-            if cell.get("status") == "ok":
-                if cell_id(cell) in seen:
-                    continue
-                seen.add(cell_id(cell))
-            cells.append(cell)
+    # a finished cell found in several files (e.g. a teacher a bench also ran) counts once
+    cells = load_cells(results)
     click.echo(render(cells, fmt))
     table_fmt = "github" if fmt == "markdown" else "simple"
     for name in dict.fromkeys(analyses):
@@ -70,7 +63,7 @@ def compare(baseline: Path, current: Path, tolerance: float | None, sigma: float
     """
     from sketchbench.results.compare import Tolerance, render_comparison
     from sketchbench.results.compare import compare as do_compare
-    from sketchbench.results.schema import baseline_for, load_results
+    from sketchbench.results.schema import baseline_for, cells_of, load_results
 
     chosen = baseline_for(baseline)
     if chosen != baseline:
@@ -82,7 +75,8 @@ def compare(baseline: Path, current: Path, tolerance: float | None, sigma: float
         click.echo(f"note: {chosen} was made on another machine type ({base_machine or 'not recorded'}, this one is "
                    f"{cur_machine or 'not recorded'}): float results may differ by whole queries; make a baseline for "
                    f"this machine as {Path(baseline).stem}-{cur_machine}.json", err=True)
-    table, regressions = do_compare(base, cur, Tolerance(sigma, min_tolerance, tolerance), allow_config_change)
+    tol = Tolerance(sigma, min_tolerance, tolerance)
+    table, regressions = do_compare(cells_of(base), cells_of(cur), tol, allow_config_change)
     click.echo(render_comparison(table))
     if regressions:
         click.echo(f"\n{len(regressions)} regression(s):", err=True)
@@ -96,8 +90,11 @@ def compare(baseline: Path, current: Path, tolerance: float | None, sigma: float
 @cli.command()
 @click.argument("results", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--out", "-o", type=click.Path(path_type=Path), required=True, help="The merged results file.")
-def merge(results: tuple[Path, ...], out: Path) -> None:
-    """Join results files of shards of one grid (run --shard I/N); refuses different configs.
+@click.option("--allow-partial", is_flag=True, help="Merge even when some shards of the grid are missing.")
+def merge(results: tuple[Path, ...], out: Path, allow_partial: bool) -> None:
+    """Join results files of shards of one grid (run --shard I/N). Refuses different configs, a
+    shard given twice, missing shards, cells two shards measured differently, and an --out that
+    exists but is not a results file.
 
     \b
     Examples:
@@ -106,7 +103,13 @@ def merge(results: tuple[Path, ...], out: Path) -> None:
     from sketchbench.results.merge import merge as do_merge
     from sketchbench.results.schema import load_results, write_results
 
-    merged = do_merge([(str(p), load_results(p)) for p in results])
+    if out.exists():
+        try:
+            load_results(out)
+        except SketchbenchError:
+            raise SketchbenchError(f"--out {str(out)!r} exists and is not a sketchbench results file: refusing to "
+                                   "overwrite it") from None
+    merged = do_merge([(str(p), load_results(p)) for p in results], allow_partial=allow_partial)
     write_results(out, merged)
     click.echo(f"{len(merged['cells'])} cells from {len(results)} files written to {out}")
 
@@ -125,12 +128,9 @@ def plot(results: tuple[Path, ...], out: Path, metric: str) -> None:
       sketchbench plot results/run-*.json -o docs/results/main
     """
     from sketchbench.results.plot import plot_results
-    from sketchbench.results.schema import load_results
+    from sketchbench.results.schema import load_cells
 
-    cells = []
-    for p in results:
-        cells += load_results(p)["cells"]
-    for path in plot_results(cells, out, metric):
+    for path in plot_results(load_cells(results), out, metric):
         click.echo(str(path))
 
 

@@ -66,6 +66,7 @@ def run(methods, datasets, teacher, canvases, preset, overrides, seeds, params, 
     from sketchbench.base.artifacts import default_cache_dir
     from sketchbench.method.params import parse_key_values
     from sketchbench.results.report import render
+    from sketchbench.results.schema import cells_of
     from sketchbench.run.presets import load_preset
     from sketchbench.run.runner import RunConfig, Runner
 
@@ -106,7 +107,7 @@ def run(methods, datasets, teacher, canvases, preset, overrides, seeds, params, 
     finally:
         shutdown()
     if main_process:
-        click.echo(render(results["cells"], fmt))
+        click.echo(render(cells_of(results), fmt))
         click.echo(f"\nresults: {results['path']}", err=True)
     sys.exit(int(code))
 

@@ -9,14 +9,20 @@ from __future__ import annotations
 
 import torch
 
+from sketchbench.base.errors import SketchbenchError
+
 
 def ranks(distances: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """``distances`` (Q, P), ``targets`` (Q,) photo indices → (Q,) ranks, 1 = first."""
     if distances.dim() != 2 or distances.shape[0] != targets.shape[0]:
         raise ValueError(f"distances {tuple(distances.shape)} do not match {targets.shape[0]} targets")
     if not torch.isfinite(distances).all():
-        # a NaN distance must not silently rank first: treat it as the worst possible
-        distances = torch.nan_to_num(distances, nan=float("inf"))
+        # a NaN embedding would score acc@1 0 (or rank first) without a word: the cell fails instead
+        bad = int((~torch.isfinite(distances)).any(dim=1).sum())
+        raise SketchbenchError(
+            f"{bad} of {distances.shape[0]} queries have NaN or infinite distances to the gallery: the method's "
+            "embeddings are not finite (a diverged training, or an encoder bug), so the cell cannot be scored"
+        )
     true = distances.gather(1, targets.view(-1, 1).long())
     return (distances <= true).sum(dim=1)
 

@@ -59,6 +59,7 @@ class Method(ABC):
       when ``--teacher`` is not given;
     - ``upstream``: a method this one builds on (e.g. a canvas selector on a trained student). The
       runner trains it with the same teacher and passes it to ``train`` as ``upstream``;
+      :meth:`upstream_for` may choose it from the parameters instead;
     - ``multi_canvas``: trained once on all of the preset's canvases; otherwise the runner trains
       one model per evaluated canvas (sketches rendered at that canvas);
     - ``dynamic``: picks each sketch's canvas itself (:meth:`choose_canvases`);
@@ -75,6 +76,16 @@ class Method(ABC):
     params: ClassVar[Mapping[str, Param]] = {}
     #: bump when a change invalidates cached checkpoints of this method
     version: ClassVar[str] = "1"
+    #: the trained model's content key (everything it was trained from), set by the runner once it
+    #: is trained or restored: what students and caches built on it use as its identity
+    trained_key: str | None = None
+
+    @classmethod
+    def upstream_for(cls, params: Mapping[str, Any]) -> str | None:
+        """The registered name of the method this one builds on, with ``params`` (the resolved
+        parameters). Default: the ``upstream`` class attribute; a method whose upstream is
+        choosable (a canvas selector over any student) reads it from a parameter."""
+        return cls.upstream
 
     @classmethod
     def pretrained_backbones(cls, params: Mapping[str, Any]) -> tuple[str, ...]:

@@ -4,22 +4,31 @@ Cells are matched by config hash and averaged over seeds. FLOPs and params must 
 (to 1e-9 relative: they are deterministic counts); acc@1/acc@10 may drop by at most a tolerance
 in points, by default ``max(sigma × the baseline's seed-to-seed std, min_tolerance)``; latency
 is shown but never gates. A baseline cell that is missing or failed in the current file is a
-regression.
+regression. Tolerances must be finite and not negative: a NaN would switch the gate off, a
+negative one would report regressions between identical files.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from tabulate import tabulate
 
 from sketchbench.base.errors import SketchbenchError
-from sketchbench.results.report import aggregate
+from sketchbench.results.cells import Cell, Row, aggregate
 
 GATED_ACCURACY = ("acc1", "acc10")
 EXACT = ("gflops", "params_m")
+
+
+def check_tolerance(name: str, value: float | None) -> None:
+    """A tolerance is a finite number ≥ 0 (points, or seed stds)."""
+    if value is None:
+        return
+    if not math.isfinite(value) or value < 0:
+        raise SketchbenchError(f"{name} {value}: must be a finite number of points, 0 or more")
 
 
 @dataclass
@@ -28,78 +37,82 @@ class Tolerance:
     min_points: float = 1.0
     fixed_points: float | None = None
 
-    def for_row(self, row: dict[str, Any], metric: str) -> float:
+    def __post_init__(self) -> None:
+        check_tolerance("--sigma", self.sigma)
+        check_tolerance("--min-tolerance", self.min_points)
+        check_tolerance("--tolerance", self.fixed_points)
+
+    def for_row(self, row: Row, metric: str) -> float:
         if self.fixed_points is not None:
             return self.fixed_points
-        return max(self.sigma * float(row.get(metric + "_std") or 0.0), self.min_points)
+        return max(self.sigma * float(row.std.get(metric) or 0.0), self.min_points)
 
 
-def _label(row: dict[str, Any]) -> str:
-    teacher = f" ← {row['teacher']}" if row.get("teacher") else ""
-    return f"{row['method']}{teacher} / {row['dataset']} @ {row['canvas']}"
+def _identity(row: Row) -> str:
+    """What a cell is, whatever its configuration (variant included): used with ``allow_config_change``."""
+    k = row.key
+    return f"{k.method}|{k.teacher}|{k.dataset}|{k.canvas}"
 
 
-def _identity(row: dict[str, Any]) -> str:
-    """What a cell is, whatever its configuration: used with ``allow_config_change``."""
-    return f"{row['method']}|{row.get('teacher')}|{row['dataset']}|{row['canvas']}"
+def _num(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
 
 
-def compare(
-    baseline: dict[str, Any], current: dict[str, Any], tol: Tolerance, allow_config_change: bool = False
-) -> tuple[list[list[str]], list[str]]:
+def compare(baseline: list[Cell], current: list[Cell], tol: Tolerance, allow_config_change: bool = False
+            ) -> tuple[list[list[str]], list[str]]:
     """(table rows, regression messages). Cells are matched by config hash; a cell whose
     configuration changed (same method/teacher/dataset/canvas, other hash) is refused unless
     ``allow_config_change``, which matches cells by that identity instead."""
-    base_list, cur_list = aggregate(baseline["cells"]), aggregate(current["cells"])
-    key = _identity if allow_config_change else (lambda r: r["config_hash"])
+    base_list, cur_list = aggregate(baseline), aggregate(current)
+    key: Callable[[Row], str] = _identity if allow_config_change else (lambda r: r.config_hash)
     if not allow_config_change:
-        cur_hashes = {r["config_hash"] for r in cur_list}
-        changed = [b for b in base_list if b["config_hash"] not in cur_hashes
-                   and any(_identity(c) == _identity(b) for c in cur_list)]
+        cur_hashes = {r.config_hash for r in cur_list}
+        changed = [b for b in base_list if b.config_hash not in cur_hashes and any(_identity(c) == _identity(b) for c in cur_list)]
         if changed:
             raise SketchbenchError(
-                f"{len(changed)} cell(s) changed configuration (e.g. {_label(changed[0])}): "
+                f"{len(changed)} cell(s) changed configuration (e.g. {changed[0].key.label()}): "
                 "pass --allow-config-change to compare them anyway"
             )
     base_rows = {key(r): r for r in base_list}
     cur_rows = {key(r): r for r in cur_list}
-    failed_current = {key({**c, "config_hash": c.get("config_hash")}) for c in current["cells"] if c.get("status") != "ok"}
+    failed_current = {(f"{c.method}|{c.teacher}|{c.dataset}|{c.canvas}" if allow_config_change else c.config_hash)
+                      for c in current if not c.ok}
     table, regressions = [], []
     for h, b in base_rows.items():
         c = cur_rows.get(h)
         if c is None:
             why = "failed in current" if h in failed_current else "missing in current"
-            regressions.append(f"{_label(b)}: {why}")
-            table.append([_label(b), f"{b['acc1']:.2f}", "-", "-", f"{b['gflops']:.4f}", "-", "-", "REGRESSION: " + why])
+            regressions.append(f"{b.key.label()}: {why}")
+            table.append([b.key.label(), _num(b.mean["acc1"], 2), "-", "-", _num(b.mean["gflops"], 4), "-", "-", "REGRESSION: " + why])
             continue
         problems = []
         for metric in EXACT:
-            bv, cv = b.get(metric), c.get(metric)
+            bv, cv = b.mean.get(metric), c.mean.get(metric)
             if bv is None or cv is None or not math.isclose(bv, cv, rel_tol=1e-9, abs_tol=1e-12):
                 problems.append(f"{metric} changed {bv} → {cv}")
         deltas = {}
         for metric in GATED_ACCURACY:
-            if b.get(metric) is None or c.get(metric) is None:
+            bv, cv = b.mean.get(metric), c.mean.get(metric)
+            if bv is None or cv is None:
+                if bv is not None:
+                    problems.append(f"{metric} is missing in current")
                 continue
-            d = c[metric] - b[metric]
+            d = cv - bv
             deltas[metric] = d
             allowed = tol.for_row(b, metric)
             if d < -allowed - 1e-9:
                 problems.append(f"{metric} dropped {-d:.2f} points (allowed {allowed:.2f})")
         lat = "-"
-        if b.get("latency_ms") and c.get("latency_ms"):
-            lat = f"{c['latency_ms'] / b['latency_ms']:.2f}x"
+        if b.mean.get("latency_ms") and c.mean.get("latency_ms"):
+            lat = f"{c.mean['latency_ms'] / b.mean['latency_ms']:.2f}x"
         status = "REGRESSION: " + "; ".join(problems) if problems else "ok"
         if problems:
-            regressions.append(f"{_label(b)}: " + "; ".join(problems))
-        table.append([
-            _label(b), f"{b['acc1']:.2f}", f"{c['acc1']:.2f}", f"{deltas.get('acc1', 0):+.2f}",
-            f"{b['gflops']:.4f}", f"{c['gflops']:.4f}", lat, status,
-        ])
-    new = [h for h in cur_rows if h not in base_rows]
-    for h in new:
-        c = cur_rows[h]
-        table.append([_label(c), "-", f"{c['acc1']:.2f}", "-", "-", f"{c['gflops']:.4f}", "-", "new (not gated)"])
+            regressions.append(f"{b.key.label()}: " + "; ".join(problems))
+        table.append([b.key.label(), _num(b.mean["acc1"], 2), _num(c.mean["acc1"], 2), f"{deltas.get('acc1', 0):+.2f}",
+                      _num(b.mean["gflops"], 4), _num(c.mean["gflops"], 4), lat, status])
+    for h, c in cur_rows.items():
+        if h not in base_rows:
+            table.append([c.key.label(), "-", _num(c.mean["acc1"], 2), "-", "-", _num(c.mean["gflops"], 4), "-", "new (not gated)"])
     return table, regressions
 
 

@@ -1,14 +1,25 @@
-"""Join the results files of shards (``run --shard i/N``) into one; refuse files whose
-configuration differs (the shard itself aside)."""
+"""Join the results files of shards (``run --shard I/N``) into one.
+
+Refused, each in one line: files whose configuration differs (the shard itself aside); the same
+file (or the same shard) given twice; an incomplete set of shards (every I of 1..N exactly once,
+unless ``allow_partial``); a cell that two shards finished with different numbers (a finished
+cell must be the same measurement wherever it appears). Failed cells are kept unless some shard
+finished the same cell.
+"""
 
 from __future__ import annotations
 
 import copy
+import math
+from pathlib import Path
 from typing import Any
 
 from sketchbench.base.artifacts import stable_hash
 from sketchbench.base.errors import SketchbenchError
 from sketchbench.results.schema import cell_id
+
+#: what must agree when one finished cell is in two files
+_MEASURED = ("acc1", "acc10", "mean_rank", "gflops", "params_m", "query_ranks")
 
 
 def config_without_shard(results: dict[str, Any]) -> str:
@@ -16,24 +27,62 @@ def config_without_shard(results: dict[str, Any]) -> str:
     return stable_hash(cfg)
 
 
-def merge(files: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, float) and isinstance(b, float):
+        return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+    return a == b
+
+
+def merge(files: list[tuple[str, dict[str, Any]]], allow_partial: bool = False) -> dict[str, Any]:
     if not files:
         raise SketchbenchError("nothing to merge")
+    resolved = [str(Path(name).resolve()) for name, _ in files]
+    twice = next((name for name, r in zip([n for n, _ in files], resolved) if resolved.count(r) > 1), None)
+    if twice is not None:
+        raise SketchbenchError(f"{twice} is given twice: each shard must be merged once")
     first_name, first = files[0]
     key = config_without_shard(first)
-    merged = copy.deepcopy(first)
-    merged["config"].pop("shard", None)
-    seen = {cell_id(c): c for c in merged["cells"] if c.get("status") == "ok"}
-    others = [c for c in merged["cells"] if c.get("status") != "ok"]
-    for name, res in files[1:]:
+    shards: dict[int, str] = {}
+    total: int | None = None
+    for name, res in files:
         if config_without_shard(res) != key:
             raise SketchbenchError(f"{name} was made with a different configuration than {first_name}: refusing to merge")
+        shard = res.get("config", {}).get("shard")
+        if shard is None:
+            continue
+        i, n = int(shard[0]), int(shard[1])
+        if total is not None and n != total:
+            raise SketchbenchError(f"{name} is shard {i}/{n}, but the others are of {total}: refusing to merge")
+        total = n
+        if i in shards:
+            raise SketchbenchError(f"{name} and {shards[i]} are both shard {i}/{n}: each shard must be merged once")
+        shards[i] = name
+    if total is not None and not allow_partial:
+        missing = [i for i in range(1, total + 1) if i not in shards]
+        if missing:
+            raise SketchbenchError(f"shard(s) {', '.join(f'{i}/{total}' for i in missing)} are missing: the merged file "
+                                   "would look complete without them (pass --allow-partial to merge what is there)")
+    merged = copy.deepcopy(first)
+    merged["config"].pop("shard", None)
+    seen: dict[tuple[str, int], tuple[str, dict[str, Any]]] = {}
+    others: list[dict[str, Any]] = []
+    for name, res in files:
         for cell in res["cells"]:
-            if cell.get("status") == "ok":
-                seen.setdefault(cell_id(cell), cell)
-            else:
+            if cell.get("status") != "ok":
                 others.append(cell)
+                continue
+            cid = cell_id(cell)
+            if cid in seen:
+                prev_name, prev = seen[cid]
+                diff = next((k for k in _MEASURED if not _same(prev.get(k), cell.get(k))), None)
+                if diff is not None:
+                    raise SketchbenchError(
+                        f"{cell['method']} @ {cell['canvas']} (seed {cell.get('seed', 0)}) is in {prev_name} and {name} with "
+                        f"different {diff} ({prev.get(diff)!r:.40} vs {cell.get(diff)!r:.40}): refusing to merge conflicting results"
+                    )
+                continue
+            seen[cid] = (name, cell)
     others = [c for c in others if cell_id(c) not in seen]
-    merged["cells"] = list(seen.values()) + others
+    merged["cells"] = [c for _, c in seen.values()] + others
     merged["merged_from"] = [name for name, _ in files]
     return merged

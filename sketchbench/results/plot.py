@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from sketchbench.base.errors import SketchbenchError
-from sketchbench.results.report import aggregate
+from sketchbench.results.cells import Cell, aggregate
 
 
 def _matplotlib():
@@ -33,31 +33,25 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
     return sorted(front, key=lambda i: points[i][0])
 
 
-def _label(row: dict[str, Any]) -> str:
-    c = "dyn" if row["canvas"] == "dynamic" else str(row["canvas"])
-    t = f"←{row['teacher']}" if row.get("teacher") else ""
-    v = f" [{row['variant']}]" if row.get("variant") else ""
-    return f"{row['method']}{t}@{c}{v}"
-
-
-def plot_results(cells: list[dict[str, Any]], out_prefix: Path, metric: str = "acc1") -> list[Path]:
+def plot_results(cells: list[Cell], out_prefix: Path, metric: str = "acc1") -> list[Path]:
     plt = _matplotlib()
-    rows = [r for r in aggregate(cells) if r.get("gflops") and r.get(metric) is not None]
+    rows = [r for r in aggregate(cells) if r.mean.get("gflops") and r.mean.get(metric) is not None]
     if not rows:
         raise SketchbenchError("no finished cells to plot")
-    datasets = list(dict.fromkeys(r["dataset"] for r in rows))
+    datasets = list(dict.fromkeys(r.key.dataset for r in rows))
     fig, axes = plt.subplots(2, len(datasets), figsize=(6 * len(datasets), 9), squeeze=False)
-    methods = list(dict.fromkeys(r["method"] for r in rows))
+    methods = list(dict.fromkeys(r.key.method for r in rows))
     cmap = plt.get_cmap("tab20")
     colour = {m: cmap(i % 20) for i, m in enumerate(methods)}
     for col, ds in enumerate(datasets):
-        sub = [r for r in rows if r["dataset"] == ds]
+        sub = [r for r in rows if r.key.dataset == ds]
         ax = axes[0][col]
         for r in sub:
-            ax.errorbar(r["gflops"], r[metric], yerr=r.get(metric + "_std") or 0, fmt="o", color=colour[r["method"]],
-                        label=r["method"], capsize=2)
-            ax.annotate(_label(r), (r["gflops"], r[metric]), fontsize=6, xytext=(3, 3), textcoords="offset points")
-        pts = [(r["gflops"], r[metric]) for r in sub]
+            label = f"{r.key.method_label()} @ {r.canvas}"
+            ax.errorbar(r.mean["gflops"], r.mean[metric], yerr=r.std.get(metric) or 0, fmt="o", color=colour[r.key.method],
+                        label=r.key.method, capsize=2)
+            ax.annotate(label, (r.mean["gflops"], r.mean[metric]), fontsize=6, xytext=(3, 3), textcoords="offset points")
+        pts = [(r.mean["gflops"], r.mean[metric]) for r in sub]
         front = pareto_front(pts)
         ax.plot([pts[i][0] for i in front], [pts[i][1] for i in front], "k--", lw=1, label="Pareto front")
         ax.set_xscale("log")
@@ -69,14 +63,15 @@ def plot_results(cells: list[dict[str, Any]], out_prefix: Path, metric: str = "a
         ax.legend(uniq.values(), uniq.keys(), fontsize=7)
         ax2 = axes[1][col]
         for r in sub:
-            if r.get("latency_ms"):
-                ax2.scatter(r["gflops"], r["latency_ms"], color=colour[r["method"]])
-                ax2.annotate(_label(r), (r["gflops"], r["latency_ms"]), fontsize=6, xytext=(3, 3), textcoords="offset points")
+            if r.mean.get("latency_ms"):
+                ax2.scatter(r.mean["gflops"], r.mean["latency_ms"], color=colour[r.key.method])
+                ax2.annotate(f"{r.key.method_label()} @ {r.canvas}", (r.mean["gflops"], r.mean["latency_ms"]), fontsize=6,
+                             xytext=(3, 3), textcoords="offset points")
         ax2.set_xscale("log")
         ax2.set_yscale("log")
         ax2.set_xlabel("GFLOPs per query (log)")
         ax2.set_ylabel("measured latency (ms/query, log)")
-        ax2.set_title(f"{ds}: latency vs FLOPs ({cells[0].get('device', '?')})")
+        ax2.set_title(f"{ds}: latency vs FLOPs ({rows[0].cells[0].device or '?'})")
     return save_figure(fig, out_prefix)
 
 
@@ -87,7 +82,8 @@ def save_figure(fig: Any, out_prefix: Path) -> list[Path]:
     out_prefix.parent.mkdir(parents=True, exist_ok=True)
     paths = []
     for ext in ("png", "svg"):
-        p = out_prefix.with_suffix(f".{ext}")
+        # appended, not with_suffix: "res/main.v2" is a prefix, it must not become "res/main.png"
+        p = out_prefix.with_name(f"{out_prefix.name}.{ext}")
         fig.savefig(p, dpi=120)
         paths.append(p)
     plt.close(fig)

@@ -23,23 +23,23 @@ from typing import Any
 from tabulate import tabulate
 
 from sketchbench.base.errors import SketchbenchError
+from sketchbench.results.cells import Cell, CellKey
 
 #: the table keys a benchmark file may list under ``analyses``
 ANALYSES = ("resolution", "smallest-rank1")
 
 
-def _series_key(cell: dict[str, Any]) -> tuple:
-    return (cell["method"], cell.get("teacher"), cell.get("variant") or "", cell["dataset"])
+def _series_key(cell: Cell) -> tuple:
+    return cell.key.series()
 
 
 def _label(key: tuple) -> str:
-    method, teacher, variant, _ = key
-    label = f"{method} ← {teacher}" if teacher else method
-    return f"{label} [{variant}]" if variant else label
+    method, teacher, variant, dataset = key
+    return CellKey(method, teacher, dataset, 0, variant).method_label()
 
 
-def _fixed_canvas_cells(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [c for c in cells if c.get("status") == "ok" and c.get("canvas") != "dynamic"]
+def _fixed_canvas_cells(cells: list[Cell]) -> list[Cell]:
+    return [c for c in cells if c.ok and not c.dynamic]
 
 
 def _mean_sd(values: list[float]) -> tuple[float, float]:
@@ -50,15 +50,15 @@ def _pm(mean: float, sd: float, n: int) -> str:
     return f"{mean:.2f} ± {sd:.2f}" if n > 1 else f"{mean:.2f}"
 
 
-def resolution_rows(cells: list[dict[str, Any]], metric: str = "acc1") -> list[dict[str, Any]]:
+def resolution_rows(cells: list[Cell], metric: str = "acc1") -> list[Cell]:
     """One row per series: ``{"key", "label", "dataset", "canvases": {c: (mean, sd, n)},
     "drop_points": (mean, sd), "drop_relative": (mean, sd)}``; drops are from the largest to the
     smallest canvas, computed per seed and then averaged."""
     series: OrderedDict[tuple, dict[int, dict[int, float]]] = OrderedDict()
     for c in _fixed_canvas_cells(cells):
-        if c.get(metric) is None:
+        if getattr(c, metric) is None:
             continue
-        series.setdefault(_series_key(c), {}).setdefault(int(c["canvas"]), {})[int(c.get("seed", 0))] = float(c[metric])
+        series.setdefault(_series_key(c), {}).setdefault(int(c.canvas), {})[c.seed] = float(getattr(c, metric))
     rows = []
     for key, by_canvas in series.items():
         canvases = sorted(by_canvas)
@@ -79,15 +79,15 @@ def resolution_rows(cells: list[dict[str, Any]], metric: str = "acc1") -> list[d
     return rows
 
 
-def smallest_rank1_rows(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def smallest_rank1_rows(cells: list[Cell]) -> list[Cell]:
     """One row per series: the share (%) of queries whose smallest rank-1 canvas is each canvas,
     and of those never ranked first (``None``), mean ± std over seeds. Needs ``query_ranks`` in
     the cells; series without them are left out."""
     per_seed: OrderedDict[tuple, dict[int, dict[int, list[int]]]] = OrderedDict()
     for c in _fixed_canvas_cells(cells):
-        if not c.get("query_ranks"):
+        if not c.query_ranks:
             continue
-        per_seed.setdefault(_series_key(c), {}).setdefault(int(c.get("seed", 0)), {})[int(c["canvas"])] = c["query_ranks"]
+        per_seed.setdefault(_series_key(c), {}).setdefault(c.seed, {})[int(c.canvas)] = c.query_ranks
     rows = []
     for key, seeds in per_seed.items():
         canvases = sorted(set().union(*(set(s) for s in seeds.values())))
@@ -108,7 +108,7 @@ def smallest_rank1_rows(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def render_resolution(cells: list[dict[str, Any]], fmt: str = "github") -> str:
+def render_resolution(cells: list[Cell], fmt: str = "github") -> str:
     rows = resolution_rows(cells)
     if not rows:
         return "no fixed-canvas cells"
@@ -126,7 +126,7 @@ def render_resolution(cells: list[dict[str, Any]], fmt: str = "github") -> str:
     return tabulate(table, headers=headers, tablefmt=fmt, disable_numparse=True)
 
 
-def render_smallest_rank1(cells: list[dict[str, Any]], fmt: str = "github") -> str:
+def render_smallest_rank1(cells: list[Cell], fmt: str = "github") -> str:
     rows = smallest_rank1_rows(cells)
     if not rows:
         return "no cells with per-query ranks at every canvas"
@@ -151,7 +151,7 @@ def _canvas_axis(ax: Any, ticks: list[int], xlabel: str, ylabel: str, title: str
     ax.legend(fontsize=7)
 
 
-def plot_resolution(cells: list[dict[str, Any]], out_prefix: Path) -> list[Path]:
+def plot_resolution(cells: list[Cell], out_prefix: Path) -> list[Path]:
     """acc@1 versus canvas per series (top) and the share of queries first ranked first at each
     canvas, cumulated (bottom), one column per dataset; PNG and SVG."""
     from sketchbench.results.plot import _matplotlib, save_figure

@@ -1,19 +1,23 @@
-"""The results file: one JSON per run, written atomically after every cell.
+"""The results file: one JSON per run, written atomically after every cell, under a lock.
 
 Top level: ``schema``, ``schema_version``, ``sketchbench_version``, ``git_commit``,
-``environment``, ``config`` (resolved) and ``config_hash``, ``flops_convention``, ``cells``.
-Each cell: ``method, teacher, dataset, canvas (int or "dynamic"), preset, seed, status, error,
-acc1, acc10, mean_rank, gflops, params_m, latency_ms, train_seconds, flops_convention,
-config_hash`` (of everything but the seed), ``params`` and optional extras. See docs/results.md.
+``environment``, ``config`` (the first run's, resolved) and ``config_hash``, ``runs`` (the config
+hash of every run that wrote cells into the file), ``flops_convention``, ``cells``. Each cell is a
+:class:`~sketchbench.results.cells.Cell` (typed, validated on load; its own ``run`` record says
+which configuration made it). See docs/results.md.
+
+Version 2 added per-cell ``run``, ``init``, ``trained`` and ``warnings`` and the top-level
+``runs``; version-1 files are read as they are (the new keys take their defaults).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import platform
 import subprocess
-import sys
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,15 +25,10 @@ from sketchbench.base.artifacts import atomic_write_bytes
 from sketchbench.base.errors import SketchbenchError
 from sketchbench.base.machine import machine_info
 from sketchbench.measure.flops import FLOPS_CONVENTION
+from sketchbench.results.cells import Cell, describe
 
 SCHEMA = "sketchbench.results"
-SCHEMA_VERSION = 1
-
-CELL_KEYS = (
-    "method", "teacher", "dataset", "canvas", "preset", "seed", "status", "error",
-    "acc1", "acc10", "mean_rank", "gflops", "params_m", "latency_ms", "train_seconds",
-    "flops_convention", "config_hash",
-)
+SCHEMA_VERSION = 2
 
 
 def git_commit() -> str | None:
@@ -127,10 +126,68 @@ def load_results(path: str | Path) -> dict[str, Any]:
     if not isinstance(cells, list) or not all(isinstance(c, dict) for c in cells):
         raise SketchbenchError(f"results file {str(p)!r} has no valid 'cells' list")
     for i, cell in enumerate(cells):
-        missing = [k for k in ("method", "dataset", "canvas", "status") if k not in cell]
-        if missing:
-            raise SketchbenchError(f"results file {str(p)!r}: cell {i} lacks {', '.join(missing)}")
+        Cell.from_json(cell, f"results file {str(p)!r}: {describe(cell, i)}")
+    if not isinstance(data.get("config", {}), dict):
+        raise SketchbenchError(f"results file {str(p)!r}: 'config' is not an object")
     return data
+
+
+def cells_of(results: dict[str, Any]) -> list[Cell]:
+    """The typed cells of a loaded results file (validated by :func:`load_results`)."""
+    return [Cell.model_validate(c) for c in results["cells"]]
+
+
+def load_cells(paths: Iterable[str | Path]) -> list[Cell]:
+    """The cells of several files; a finished cell found in several files counts once."""
+    out, seen = [], set()
+    for path in paths:
+        for cell in cells_of(load_results(path)):
+            if cell.ok:
+                if cell.id in seen:
+                    continue
+                seen.add(cell.id)
+            out.append(cell)
+    return out
+
+
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """An exclusive lock on ``path`` (a ``.lock`` file beside it) for a read-modify-write: two runs
+    writing the same results file wait for each other instead of losing each other's cells."""
+    lock_path = Path(str(path) + ".lock")
+    try:
+        fh = open(lock_path, "a+")
+    except OSError as exc:
+        raise SketchbenchError(f"cannot lock {str(path)!r}: {exc.strerror or exc}") from None
+    try:
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not POSIX: no locking
+            yield
+            return
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+    finally:
+        fh.close()
+
+
+def record_cell(path: Path, record: dict[str, Any], header: dict[str, Any]) -> dict[str, Any]:
+    """Put one cell into the results file at ``path`` under its lock: the file is read again (another
+    run may have written cells since), the cell replaces any with the same id, and the file is
+    written atomically. ``header`` makes a new file (and names the run in ``runs``). Returns the file."""
+    with locked(path):
+        results = load_results(path) if path.exists() else dict(header, cells=[])
+        runs = results.setdefault("runs", [results.get("config_hash")])
+        if header.get("config_hash") not in runs:
+            runs.append(header.get("config_hash"))
+        key = (str(record.get("config_hash")), int(record.get("seed", 0)))
+        results["cells"] = [c for c in results["cells"] if cell_id(c) != key]
+        results["cells"].append(record)
+        write_results(path, results)
+    return results
 
 
 def baseline_for(path: str | Path) -> Path:
@@ -142,8 +199,5 @@ def baseline_for(path: str | Path) -> Path:
 
 
 def cell_id(cell: dict[str, Any]) -> tuple[str, int]:
+    """``(config_hash, seed)`` of a raw JSON cell."""
     return str(cell.get("config_hash")), int(cell.get("seed", 0))
-
-
-def print_err(msg: str) -> None:
-    print(msg, file=sys.stderr)

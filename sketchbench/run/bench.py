@@ -42,7 +42,7 @@ from tqdm.auto import tqdm
 from sketchbench.base.errors import ExitCode, SketchbenchError, did_you_mean
 from sketchbench.results.report import render
 from sketchbench.results.resolution import ANALYSES, plot_resolution, render_resolution, render_smallest_rank1
-from sketchbench.results.schema import load_results, new_results, write_results
+from sketchbench.results.schema import cells_of, load_results, new_results, write_results
 from sketchbench.run.presets import load_preset
 from sketchbench.run.runner import RunConfig, Runner, resolve_device
 
@@ -122,25 +122,25 @@ def run_bench(name: str, spec: dict[str, Any], base: RunConfig, out_dir: Path, p
           f"Preset `{base.preset.name}`, seeds {base.seeds}, device `{results['environment'].get('device')}`, "
           f"sketchbench {results['sketchbench_version']} ({results.get('git_commit') or 'no git'}).", "",
           f"FLOPs convention: {results['flops_convention']}", "",
-          render(results["cells"], "markdown"), ""]
+          render(cells_of(results), "markdown"), ""]
     analyses = spec.get("analyses", [])
     if "resolution" in analyses:
         md += ["## Accuracy as the query canvas falls", "",
                "acc@1 at each canvas; the drop is from the series' largest canvas to its smallest, per seed.", "",
-               render_resolution(results["cells"]), ""]
+               render_resolution(cells_of(results)), ""]
     if "smallest-rank1" in analyses:
         md += ["## Smallest canvas at which each query's own photo is ranked first", "",
                "Share of the test queries (%) whose photo first comes top at that canvas (at no smaller one); "
                "'never' = not first at any canvas.", "",
-               render_smallest_rank1(results["cells"]), ""]
+               render_smallest_rank1(cells_of(results)), ""]
     (out_dir / f"{name}.md").write_text("\n".join(md))
     if plot:
         from sketchbench.results.plot import plot_results
 
         try:
-            plot_results(results["cells"], out_dir / name)
+            plot_results(cells_of(results), out_dir / name)
             if analyses:
-                plot_resolution(results["cells"], out_dir / f"{name}-resolution")
+                plot_resolution(cells_of(results), out_dir / f"{name}-resolution")
         except SketchbenchError as exc:
             print(f"warning: no plot: {exc}", file=sys.stderr)
     return results_path, code

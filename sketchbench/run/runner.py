@@ -35,7 +35,8 @@ from sketchbench.method.params import identity_params, resolve_params
 from sketchbench.method.training import seed_everything
 from sketchbench.method.weights import AUTO, NONE, file_sha256
 from sketchbench.method.weights import identity as weights_identity
-from sketchbench.results.schema import cell_id, load_results, new_results, write_results
+from sketchbench.results.cells import Cell as ResultCell
+from sketchbench.results.schema import cell_id, load_results, locked, new_results, record_cell, write_results
 from sketchbench.run.presets import Preset
 
 log = logging.getLogger("sketchbench")
@@ -147,7 +148,7 @@ def resolve_device(name: str) -> torch.device:
 
 
 @dataclass(frozen=True)
-class Cell:
+class GridCell:
     method: str
     teacher: str | None
     dataset: str
@@ -174,17 +175,23 @@ class Runner:
     def method_class(self, name: str) -> type[Method]:
         return self.host.methods.get(name)
 
+    def upstream_of(self, name: str) -> str | None:
+        """The method ``name`` builds on with this run's parameters (``Method.upstream_for``)."""
+        return self.method_class(name).upstream_for(self.params_for(name))
+
     def takes_teacher(self, name: str) -> bool:
         cls = self.method_class(name)
-        return cls.needs_teacher or (cls.upstream is not None and self.takes_teacher(cls.upstream))
+        up = self.upstream_of(name)
+        return cls.needs_teacher or (up is not None and self.takes_teacher(up))
 
     def teacher_for(self, name: str) -> str | None:
         if not self.takes_teacher(name):
             return None
         cls = self.method_class(name)
         teacher = self.config.teacher or cls.default_teacher
-        if teacher is None and cls.upstream is not None:
-            teacher = self.teacher_for(cls.upstream)
+        up = self.upstream_of(name)
+        if teacher is None and up is not None:
+            teacher = self.teacher_for(up)
         if teacher is None:
             raise SketchbenchError(f"method {name!r} needs a teacher: pass --teacher NAME")
         return teacher
@@ -195,6 +202,13 @@ class Runner:
             self.host.methods.entry(name)
         for name in c.datasets:
             self.host.datasets.entry(name)
+        for name in c.methods:  # each upstream chain names registered methods and ends
+            seen = [name]
+            while (up := self.upstream_of(seen[-1])) is not None:
+                self.host.methods.entry(up)
+                if up in seen:
+                    raise SketchbenchError(f"method {name!r}: its upstream chain loops ({' -> '.join([*seen, up])})")
+                seen.append(up)
         if c.teacher is not None:
             self.host.methods.entry(c.teacher)
             tcls = self.method_class(c.teacher)
@@ -252,7 +266,7 @@ class Runner:
                 out.append(n)
                 cls = self.method_class(n)
                 t = self.teacher_for(n) if cls.needs_teacher else None
-                todo += [x for x in (t, cls.upstream) if x]
+                todo += [x for x in (t, self.upstream_of(n)) if x]
         return out
 
     def _given(self, name: str) -> dict[str, str]:
@@ -340,9 +354,9 @@ class Runner:
         return ",".join(parts)
 
     # -- the grid --------------------------------------------------------------------------
-    def cells(self) -> list[Cell]:
+    def cells(self) -> list[GridCell]:
         c = self.config
-        out: list[Cell] = []
+        out: list[GridCell] = []
         canvases = c.canvases or list(self.preset.canvases)
         for dataset in c.datasets:
             for seed in c.seeds:
@@ -351,20 +365,20 @@ class Runner:
                     teacher = self.teacher_for(name) if c.train else None
                     if c.chain and c.train:
                         if teacher is not None:
-                            out.append(Cell(teacher, None, dataset, self.preset.full_canvas, seed, "teacher"))
-                        up = cls.upstream
+                            out.append(GridCell(teacher, None, dataset, self.preset.full_canvas, seed, "teacher"))
+                        up = self.upstream_of(name)
                         while up is not None:
                             upcls = self.method_class(up)
                             for cv in ("dynamic",) if upcls.dynamic else canvases:
-                                out.append(Cell(up, self.teacher_for(up), dataset, cv, seed, "upstream"))
-                            up = upcls.upstream
+                                out.append(GridCell(up, self.teacher_for(up), dataset, cv, seed, "upstream"))
+                            up = self.upstream_of(up)
                     for cv in ("dynamic",) if cls.dynamic else canvases:
-                        out.append(Cell(name, teacher, dataset, cv, seed))
+                        out.append(GridCell(name, teacher, dataset, cv, seed))
         unique = list(dict.fromkeys(out))
         k, n = c.shard
         return [cell for i, cell in enumerate(unique) if i % n == k - 1]
 
-    def cell_hash(self, cell: Cell) -> str:
+    def cell_hash(self, cell: GridCell) -> str:
         return stable_hash(
             {
                 "method": cell.method,
@@ -413,9 +427,10 @@ class Runner:
             assert teacher is not None
             teacher_obj, teacher_key, _ = self.obtain(teacher, None, dataset, self.preset.full_canvas, seed)
         upstream_obj, upstream_key = None, None
-        if cls.upstream is not None:
-            up_teacher = teacher if self.takes_teacher(cls.upstream) else None
-            upstream_obj, upstream_key, _ = self.obtain(cls.upstream, up_teacher, dataset, "dynamic", seed)
+        up = self.upstream_of(name)
+        if up is not None:
+            up_teacher = teacher if self.takes_teacher(up) else None
+            upstream_obj, upstream_key, _ = self.obtain(up, up_teacher, dataset, "dynamic", seed)
         data = self.data(dataset, seed)
         params = self.params_for(name)
         key = stable_hash(
@@ -447,7 +462,18 @@ class Runner:
         state = self.cache.load("checkpoints", key)
         seconds = 0.0
         if state is not None:
-            method.load_state(state)
+            try:
+                method.load_state(state)
+            except (RuntimeError, KeyError, TypeError, ValueError) as exc:
+                # a checkpoint whose tensors do not fit this network (stale code, a collision): a miss
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                self.cache.remove("checkpoints", key, f"does not fit {name}'s network ({first[:120]})")
+                method = cls(ctx)
+                if upstream_obj is not None:
+                    method.bind_upstream(upstream_obj)
+                state = None
+        if state is not None:
+            pass
         elif not self.config.allow_training:
             raise SketchbenchError(
                 f"{name} on {dataset} (seed {seed}) is not trained yet: no checkpoint in {self.cache.root}; "
@@ -466,6 +492,7 @@ class Runner:
             barrier()
         seconds = float(state.get("train_seconds", seconds)) if isinstance(state, dict) else seconds
         method.eval()
+        method.trained_key = key  # the trained model's identity, for the students and caches built on it
         self._trained[key] = method
         if self.config.save_weights is not None and is_main():
             self.export_weights(method, name, dataset, canvases, seed)
@@ -509,20 +536,27 @@ class Runner:
         return stable_hash(resolved)
 
     def run(self) -> tuple[dict[str, Any], ExitCode]:
+        """Run every cell not finished yet in the results file. Each finished cell goes into the
+        file at once, under its lock and re-read first, so a concurrent run writing the same file
+        loses nothing (each cell's ``run`` record says which configuration made it)."""
         out = self.output_path()
         main = is_main()
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SketchbenchError(f"cannot create the output folder {str(out.parent)!r}: {exc.strerror}") from None
+        header = new_results(self.config.resolved(), self.config_hash(), str(self.device))
+        if self.config.shard != (1, 1):
+            header["config"]["shard"] = list(self.config.shard)
         if out.exists():
             results = load_results(out)
         else:
-            try:
-                out.parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise SketchbenchError(f"cannot create the output folder {str(out.parent)!r}: {exc.strerror}") from None
-            results = new_results(self.config.resolved(), self.config_hash(), str(self.device))
-        if self.config.shard != (1, 1):
-            results["config"]["shard"] = list(self.config.shard)
-        if main:
-            write_results(out, results)  # fail early when the path is not writable
+            results = header
+            if main:
+                with locked(out):  # fail early when the path is not writable
+                    if not out.exists():
+                        write_results(out, header)
+                results = load_results(out)
         done = {cell_id(c) for c in results["cells"] if c.get("status") == "ok"}
         cells = self.cells()
         failed = 0
@@ -534,10 +568,10 @@ class Runner:
                     continue
                 bar.set_postfix_str(f"{cell.method} {cell.dataset} @{cell.canvas} s{cell.seed}")
                 record = self.run_cell(cell, h)
-                results["cells"] = [c for c in results["cells"] if cell_id(c) != (h, cell.seed)]
-                results["cells"].append(record)
                 if main:
-                    write_results(out, results)
+                    results = record_cell(out, record, header)
+                else:
+                    results["cells"] = [c for c in results["cells"] if cell_id(c) != (h, cell.seed)] + [record]
                 if record["status"] != "ok":
                     failed += 1
                     tqdm.write(f"error: {cell.method} on {cell.dataset} @ {cell.canvas}: {record['error']}")
@@ -546,7 +580,7 @@ class Runner:
         results["path"] = str(out)
         return results, (ExitCode.FAILED if failed else ExitCode.OK)
 
-    def run_cell(self, cell: Cell, h: str) -> dict[str, Any]:
+    def run_cell(self, cell: GridCell, h: str) -> dict[str, Any]:
         record: dict[str, Any] = {
             "method": cell.method,
             "teacher": cell.teacher,
@@ -574,25 +608,31 @@ class Runner:
         try:
             method, _, seconds = self.obtain(cell.method, cell.teacher, cell.dataset, cell.canvas, cell.seed)
             data = self.data(cell.dataset, cell.seed)
-            record.update(evaluate(method, data, cell.canvas))
+            scores = evaluate(method, data, cell.canvas)
+            gallery = int(scores.get("gallery_size", 0))
+            if gallery < 2:
+                raise SketchbenchError(f"the test gallery holds {gallery} photo(s): retrieval cannot be scored "
+                                       "(raise max_test_sketches, or 0 for the whole split)")
+            record.update(scores)
+            record["warnings"] = gallery_warnings(gallery)
             record["train_seconds"] = seconds
             record["skipped_items"] = int(data.dataset.meta.get("skipped_sketches", 0))
             record["status"] = "ok"
+            record = ResultCell.from_json(record, f"{cell.method} @ {cell.canvas}").to_json()  # typed, ranges checked
         except KeyboardInterrupt:
             raise
         except SketchbenchError as exc:
-            record["error"] = str(exc)
+            record["status"], record["error"] = "error", str(exc)
         except Exception as exc:  # one failing cell must not stop the grid
             if self.config.debug:
                 raise
-            record["error"] = f"{type(exc).__name__}: {exc}"
+            record["status"], record["error"] = "error", f"{type(exc).__name__}: {exc}"
             record["traceback"] = traceback.format_exc(limit=8)
         return record
 
 
-def run_grid(config: RunConfig) -> tuple[dict[str, Any], ExitCode]:
-    return Runner(config).run()
-
-
-def cells_of(results: dict[str, Any], methods: Sequence[str] | None = None) -> list[dict[str, Any]]:
-    return [c for c in results["cells"] if methods is None or c["method"] in methods]
+def gallery_warnings(gallery: int) -> list[str]:
+    """What a reader must know of a small gallery: with at most 10 photos acc@10 is 100 % by construction."""
+    if gallery <= 10:
+        return [f"the gallery holds {gallery} photos: acc@10 is 100% by construction and means nothing"]
+    return []
