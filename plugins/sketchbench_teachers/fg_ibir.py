@@ -58,8 +58,8 @@ def photo_views(photos: torch.Tensor, canvas: int, generator: torch.Generator,
 
 
 PHOTO_QUERY_PARAMS = {
-    "crop_min": Param(0.7, "smallest share of the photo's area a query view keeps (random resized crop)"),
-    "jitter": Param(0.2, "brightness and contrast jitter of a query view (± this fraction)"),
+    "crop_min": Param(0.7, "smallest share of the photo's area a query view keeps (random resized crop)", min=0.05, max=1.0),
+    "jitter": Param(0.2, "brightness and contrast jitter of a query view (± this fraction)", min=0.0, max=1.0),
 }
 
 

@@ -136,8 +136,8 @@ class HolefSN(TripletSN):
     params = {
         **TripletSN.params,
         "holef": Param(True, "HOLEF energy as the distance (false = squared Euclidean, as the released TF code)"),
-        "alpha": Param(5e-4, "weight of the L1 regulariser alpha*|W - I|_1"),
-        "beta": Param(5e-4, "weight of the Frobenius regulariser beta*|W - I|_F"),
+        "alpha": Param(5e-4, "weight of the L1 regulariser alpha*|W - I|_1", min=0.0, max=1.0),
+        "beta": Param(5e-4, "weight of the Frobenius regulariser beta*|W - I|_F", min=0.0, max=1.0),
         "attention": Param("softmax", "spatial attention mask: softmax over positions (paper) or sigmoid",
                            choices=("softmax", "sigmoid")),
     }

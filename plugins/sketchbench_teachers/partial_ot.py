@@ -178,16 +178,16 @@ class PartialOT(Method):
     multi_canvas = False
     params = {
         "backbone": Param("vgg16", "timm backbone whose feature map gives the regions (the paper's VGG16)"),
-        "grid": Param(3, "regions per side (released: 3x3 in training)"),
-        "mass_fraction": Param(0.8, "transported mass as a fraction of min(sum s, sum d) (1 = complete transport)"),
-        "ot_eps": Param(0.05, "entropic regularisation of the OT solver (cost 1 - cos is in [0, 2])"),
-        "ot_iters": Param(50, "Bregman-projection iterations (unrolled, differentiated)"),
-        "margin": Param(0.2, "triplet margin (released TripletMarginWithDistanceLoss(margin=0.2))"),
-        "p_mask": Param(0.25, "area of the block erased from a training sketch (with probability 1/2); 0 = off"),
-        "lr": Param(0.0, "learning rate (0 = the preset's; released 1e-4)"),
-        "epochs": Param(0, "epochs (0 = the preset's)"),
+        "grid": Param(3, "regions per side (released: 3x3 in training)", min=1, max=16),
+        "mass_fraction": Param(0.8, "transported mass as a fraction of min(sum s, sum d) (1 = complete transport)", min=1e-3, max=1.0),
+        "ot_eps": Param(0.05, "entropic regularisation of the OT solver (cost 1 - cos is in [0, 2])", min=1e-4, max=10.0),
+        "ot_iters": Param(50, "Bregman-projection iterations (unrolled, differentiated)", min=1, max=1000),
+        "margin": Param(0.2, "triplet margin (released TripletMarginWithDistanceLoss(margin=0.2))", min=0.0, max=4.0),
+        "p_mask": Param(0.25, "area of the block erased from a training sketch (with probability 1/2); 0 = off", min=0.0, max=0.9),
+        "lr": Param(0.0, "learning rate (released 1e-4)", min=1e-7, max=1.0, zero_is_preset=True),
+        "epochs": Param(0, "epochs", min=1, max=10000, zero_is_preset=True),
         "augment": Param(True, "random shifts and joint horizontal flips"),
-        "distance_chunk": Param(32, "queries per chunk when ranking the gallery (memory)"),
+        "distance_chunk": Param(32, "queries per chunk when ranking the gallery (memory)", min=1, max=4096),
     }
 
     def __init__(self, ctx: MethodContext) -> None:

@@ -191,17 +191,17 @@ class StyleVAE(Method):
     multi_canvas = False
     params = {
         "grid": Param(8, "encoder map pooled to grid x grid before Linear(256*grid^2, 512) (8 = released at 256 px)",
-                      presets={"smoke": 2, "cpu": 4}),
+                      presets={"smoke": 2, "cpu": 4}, min=1, max=32),
         "recon_size": Param(256, "decoder output size, a multiple of 32 (released: 256)",
-                            presets={"smoke": 32, "cpu": 64}),
-        "margin": Param(0.2, "triplet margin (released nn.TripletMarginLoss(margin=0.2))"),
-        "self_rec_weight": Param(0.0, "weight of the self-reconstruction loss (released: computed, not added)"),
+                            presets={"smoke": 32, "cpu": 64}, min=32, max=1024),
+        "margin": Param(0.2, "triplet margin (released nn.TripletMarginLoss(margin=0.2))", min=0.0, max=4.0),
+        "self_rec_weight": Param(0.0, "weight of the self-reconstruction loss (released: computed, not added)", min=0.0, max=100.0),
         "meta": Param(True, "first-order meta-learning with the learned regulariser (False: plain VAE training)"),
-        "fast_lr": Param(0.005, "inner-step learning rate (released MAML fast_lr)"),
-        "meta_batch": Param(12, "tasks per outer update (released: 12)", presets={"smoke": 4}),
+        "fast_lr": Param(0.005, "inner-step learning rate (released MAML fast_lr)", min=0.0, max=1.0),
+        "meta_batch": Param(12, "tasks per outer update (released: 12)", presets={"smoke": 4}, min=1, max=1024),
         "lr": Param(1e-4, "outer Adam learning rate of the model and the regulariser (released meta_lr 1e-4; "
-                          "0 = the preset's; the inner step diverges at 1e-3)"),
-        "epochs": Param(0, "epochs over the tasks (0 = the preset's)"),
+                          "the inner step diverges at 1e-3)", min=1e-7, max=1.0, zero_is_preset=True),
+        "epochs": Param(0, "epochs over the tasks", min=1, max=10000, zero_is_preset=True),
     }
 
     def __init__(self, ctx: MethodContext) -> None:

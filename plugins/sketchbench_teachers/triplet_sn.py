@@ -35,15 +35,15 @@ class TripletSN(Method):
     multi_canvas = False
     version = "1"
     params = {
-        "margin": Param(0.3, "triplet margin on the squared Euclidean distance (paper: 0.3)"),
+        "margin": Param(0.3, "triplet margin on the squared Euclidean distance (paper: 0.3)", min=0.0, max=4.0),
         "optimizer": Param("adam", "adam, or the paper's sgd (momentum 0.9)", choices=("adam", "sgd")),
-        "lr": Param(0.0, f"learning rate (0 = the preset's for adam, the paper's {SGD_LR} for sgd)"),
-        "momentum": Param(0.9, "SGD momentum (paper: 0.9)"),
-        "weight_decay": Param(5e-4, "L2 weight decay (paper: 5e-4)"),
-        "epochs": Param(0, "epochs (0 = the preset's)"),
+        "lr": Param(0.0, f"learning rate (0: the preset's for adam, the paper's {SGD_LR} for sgd)", min=1e-7, max=1.0, zero_is_preset=True),
+        "momentum": Param(0.9, "SGD momentum (paper: 0.9)", min=0.0, max=0.999),
+        "weight_decay": Param(5e-4, "L2 weight decay (paper: 5e-4)", min=0.0, max=1.0),
+        "epochs": Param(0, "epochs", min=1, max=10000, zero_is_preset=True),
         "photo_input": Param("edges", "photo branch input: Sobel edge map (the paper feeds photo edge maps) or grey photo",
                              choices=("edges", "grey")),
-        "grid": Param(7, "adaptive max-pool grid before fc6 (7 = the published 256x7x7 fc6 input)"),
+        "grid": Param(7, "adaptive max-pool grid before fc6 (7 = the published 256x7x7 fc6 input)", min=1, max=16),
         "conv1_stride": Param(3, "conv1 stride (3 = published Sketch-a-Net; 2 lands on the paper's FLOPs table)",
                               choices=(2, 3)),
         "augment": Param(True, "random shifts and horizontal flips"),

@@ -43,13 +43,13 @@ class TimmTriplet(Method):
     description = "triplet-trained timm backbone (features + global pool), shared sketch/photo weights"
     params = {
         "backbone": Param("mobilenetv2_100", "timm model name"),
-        "margin": Param(0.2, "triplet margin (Euclidean distance of L2-normalised embeddings)"),
-        "lr": Param(0.0, "learning rate (0 = the preset's)"),
-        "epochs": Param(0, "epochs (0 = the preset's)"),
+        "margin": Param(0.2, "triplet margin (Euclidean distance of L2-normalised embeddings)", min=0.0, max=4.0),
+        "lr": Param(0.0, "learning rate", min=1e-7, max=1.0, zero_is_preset=True),
+        "epochs": Param(0, "epochs", min=1, max=10000, zero_is_preset=True),
         "augment": Param(True, "random shifts and joint horizontal flips"),
         "freeze_bn": Param(False, "keep BatchNorm statistics at their pretrained values while training",
                            presets={"cpu-imagenet": True}, since="0.2"),
-        "freeze_stages": Param(0, "freeze the stem and the first N stages, computed once per image (0 = train all)", since="0.2"),
+        "freeze_stages": Param(0, "freeze the stem and the first N stages, computed once per image (0 = train all)", since="0.2", min=0, max=8),
     }
 
     def __init__(self, ctx: MethodContext) -> None:
@@ -153,5 +153,5 @@ class VGG16SN(TimmTriplet):
         **TimmTriplet.params,
         "backbone": Param("vgg16", "fixed: VGG16", choices=("vgg16", "vgg16_bn")),
         "freeze_stages": Param(0, "freeze the stem and the first N conv blocks, computed once per image (0 = train all; "
-                               "cpu-imagenet: conv1-4, only conv5 trains)", presets={"cpu-imagenet": 4}, since="0.2"),
+                               "cpu-imagenet: conv1-4, only conv5 trains)", presets={"cpu-imagenet": 4}, since="0.2", min=0, max=8),
     }

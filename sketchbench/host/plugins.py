@@ -71,8 +71,8 @@ class PluginHost:
 
     # -- loading --------------------------------------------------------------------------
     def _fail(self, info: PluginInfo, message: str) -> None:
-        # one line, whatever the exception's message holds (some span several lines)
-        message = next((line.strip() for line in message.splitlines() if line.strip()), message.strip())
+        # the whole message (pluggy's cause is often on a later line), joined into one line
+        message = " | ".join(line.strip() for line in message.splitlines() if line.strip()) or message.strip()
         info.error = message
         where = ""
         if info.source == "entry point" and info.distribution:
@@ -137,7 +137,7 @@ class PluginHost:
         self.pm.unregister(name=name)
         self.plugins.pop(name, None)
         for registry in (self.methods, self.datasets, self.weights):
-            _drop(registry, name)
+            registry.remove_origin(name)
 
     # -- registration ---------------------------------------------------------------------
     def _collect_from(self, only: str | None = None) -> None:
@@ -150,19 +150,19 @@ class PluginHost:
                 if only is not None and impl.plugin_name != only:
                     continue
                 origin = impl.plugin_name
-
-                def register(name: str, target: Any, *, aliases: tuple[str, ...] = (), _origin=origin, _reg=registry, **info: Any) -> Any:
-                    return _reg.add(name, target, origin=_origin, aliases=tuple(aliases), **info)
-
                 info = self.plugins.get(origin)
                 try:
-                    impl.function(register=register)
+                    impl.function(register=_Registrar(registry, origin))
+                except _Clash as clash:
+                    # a name another plugin already has: the later plugin is skipped, both are named
+                    registry.remove_origin(origin)
+                    self._fail(info or PluginInfo(origin, "in-process"), str(clash))
                 except PluginError:
                     raise
                 except Exception as exc:
                     if info is None:
                         raise
-                    _drop(registry, origin)  # no half-registered plugin
+                    registry.remove_origin(origin)  # no half-registered plugin
                     self._fail(info, f"{hook_name} raised {type(exc).__name__}: {exc}")
                 if info is not None and hook_name not in info.hooks:
                     info.hooks.append(hook_name)
@@ -177,12 +177,29 @@ class PluginHost:
             self._collect_from()
 
     def add_commands(self, cli: Any) -> None:
+        """Let plugins add commands. A plugin may not replace a command that exists (``run``,
+        ``report``, another plugin's): its clashing command is refused with a warning naming it
+        (fatal under ``SKETCHBENCH_STRICT_PLUGINS=1``), its other commands are kept."""
         for impl in self.pm.hook.register_commands.get_hookimpls():
+            info = self.plugins.get(impl.plugin_name, PluginInfo(impl.plugin_name, "in-process"))
+            before = dict(cli.commands)
             try:
                 impl.function(cli=cli)
             except Exception as exc:
-                info = self.plugins.get(impl.plugin_name, PluginInfo(impl.plugin_name, "?"))
+                cli.commands = before  # nothing half-added
                 self._fail(info, f"register_commands raised {type(exc).__name__}: {exc}")
+                continue
+            for name, command in list(cli.commands.items()):
+                if name in before and before[name] is command:
+                    continue
+                owner = getattr(before.get(name), "sketchbench_plugin", "sketchbench") if name in before else None
+                if owner is not None and owner != impl.plugin_name:
+                    # a built-in or another plugin's command: never replaced
+                    cli.commands[name] = before[name]
+                    self._fail(info, f"it adds a command {name!r}, which {owner} has already: refused "
+                                     "(its other commands are kept)")
+                else:
+                    command.sketchbench_plugin = impl.plugin_name  # who added it (it may add it again)
 
 
 def _describe(exc: Exception) -> str:
@@ -190,13 +207,25 @@ def _describe(exc: Exception) -> str:
     return str(exc) if isinstance(exc, PluginError) else f"{type(exc).__name__}: {exc}"
 
 
-def _drop(registry: Registry[Any], origin: str) -> None:
-    """Remove every entry ``origin`` registered."""
-    for entry in list(registry):
-        if entry.origin == origin:
-            registry._entries.pop(entry.name)
-            for alias in entry.aliases:
-                registry._aliases.pop(alias, None)
+class _Clash(PluginError):
+    """A plugin registered a name another plugin has."""
+
+
+class _Registrar:
+    """The ``register`` function a registration hook receives: ``register(name, target, *,
+    aliases=(), **info)`` into one registry, in the name of one plugin."""
+
+    def __init__(self, registry: Registry[Any], origin: str) -> None:
+        self._registry, self._origin = registry, origin
+
+    def __call__(self, name: str, target: Any, *, aliases: tuple[str, ...] = (), **info: Any) -> Any:
+        taken = next(((k, e) for k in (name, *aliases) if (e := self._registry.clash(k)) is not None), None)
+        if taken is not None and taken[1].origin != self._origin:
+            key, clash = taken
+            raise _Clash(f"{self._registry.kind} {key!r} is registered twice: by {clash.origin} and by "
+                         f"{self._origin}; {self._origin}'s registrations are skipped (disable one of the two with "
+                         "SKETCHBENCH_DISABLE_PLUGINS)")
+        return self._registry.add(name, target, origin=self._origin, aliases=tuple(aliases), **info)
 
 
 def _distribution(ep: md.EntryPoint) -> tuple[str | None, str | None]:

@@ -77,6 +77,23 @@ class Registry(Generic[T]):
             self._aliases[alias] = name
         return entry
 
+    def remove_origin(self, origin: str) -> int:
+        """Remove every entry ``origin`` registered (a plugin unregistered or dropped). Returns how many."""
+        gone = [n for n, e in self._entries.items() if e.origin == origin]
+        for name in gone:
+            entry = self._entries.pop(name)
+            for alias in entry.aliases:
+                self._aliases.pop(alias, None)
+        return len(gone)
+
+    def clash(self, name: str, aliases: tuple[str, ...] = ()) -> Entry[T] | None:
+        """The entry a new ``name`` (or one of its aliases) would collide with, if any."""
+        for key in (name, *aliases):
+            found = self._entries.get(self._aliases.get(key, key))
+            if found is not None:
+                return found
+        return None
+
     def entry(self, name: str) -> Entry[T]:
         key = self._aliases.get(name, name)
         if key not in self._entries:

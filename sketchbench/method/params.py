@@ -1,7 +1,14 @@
-"""Hyper-parameters a method declares, with defaults per preset, validated ``--param`` values."""
+"""Hyper-parameters a method declares, with defaults per preset, validated ``--param`` values.
+
+Every numeric parameter declares the range that makes sense (``min``/``max``) or its ``choices``:
+``--param epochs=-5`` or ``--param lr=inf`` would otherwise train for nothing, or for ever, and
+print a normal-looking row. A parameter whose ``0`` means "the preset's value" says so with
+``zero_is_preset=True`` (its help then says it, in one wording).
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +29,40 @@ class Param:
     #: default value it stays out of the method's identity (config hashes, cache keys), so adding a
     #: parameter never changes the identity of existing results and checkpoints
     since: str | None = None
+    #: the smallest and largest value that makes sense (numbers)
+    min: float | None = None
+    max: float | None = None
+    #: ``0`` means "the preset's value" (epochs, lr, ...): allowed whatever ``min`` says
+    zero_is_preset: bool = False
+
+    @property
+    def description(self) -> str:
+        """The help with its range and the meaning of 0, as listings print it."""
+        parts = [self.help]
+        if self.zero_is_preset:
+            parts.append("0 = the preset's value")
+        if self.min is not None or self.max is not None:
+            lo = "" if self.min is None else f"{self.min:g} ≤ "
+            hi = "" if self.max is None else f" ≤ {self.max:g}"
+            parts.append(f"range {lo}value{hi}")
+        return "; ".join(p for p in parts if p)
+
+    def check(self, name: str, value: Any, shown: Any = None) -> Any:
+        """``value`` if it is allowed for this parameter, else one line naming it."""
+        shown = value if shown is None else shown
+        if self.choices is not None and value not in self.choices:
+            raise SketchbenchError(f"--param {name}={shown!r}: must be one of {', '.join(map(str, self.choices))}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise SketchbenchError(f"--param {name}={shown!r}: must be a finite number")
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            if self.zero_is_preset and value == 0:
+                return value
+            if self.min is not None and value < self.min:
+                raise SketchbenchError(f"--param {name}={shown!r}: must be at least {self.min:g}"
+                                       + (" (or 0 for the preset's value)" if self.zero_is_preset else ""))
+            if self.max is not None and value > self.max:
+                raise SketchbenchError(f"--param {name}={shown!r}: must be at most {self.max:g}")
+        return value
 
     def default_for(self, preset: str) -> Any:
         return self.presets.get(preset, self.default)
@@ -44,13 +85,9 @@ class Param:
                 ) from None
         else:
             value = raw
-        if self.choices is not None and value not in self.choices:
-            raise SketchbenchError(
-                f"--param {name}={raw!r}: must be one of {', '.join(map(str, self.choices))}"
-            )
-        if isinstance(value, float) and value != value:
-            raise SketchbenchError(f"--param {name}: NaN is not allowed")
-        return value
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        return self.check(name, value, raw)
 
 
 def resolve_params(

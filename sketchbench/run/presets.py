@@ -4,6 +4,7 @@ from the CLI with ``--set KEY=VALUE``."""
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
@@ -109,7 +110,29 @@ def load_preset(name: str, overrides: dict[str, str] | None = None) -> Preset:
         if key not in fields:
             raise SketchbenchError(f"unknown preset key {key!r}." + did_you_mean(key, fields))
         data[key] = _coerce(key, raw, data[key])
-    for key in ("photo_size", "epochs", "batch_size", "eval_batch_size"):
-        if int(data[key]) <= 0:
-            raise SketchbenchError(f"preset value {key} must be positive, got {data[key]}")
+    for key, (lo, hi, why) in RANGES.items():
+        value = data.get(key)
+        if value is None or isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        if isinstance(value, float) and not math.isfinite(value):
+            raise SketchbenchError(f"preset value {key}={value}: must be a finite number")
+        if value < lo or value > hi:
+            raise SketchbenchError(f"preset value {key}={value}: must be between {lo:g} and {hi:g} ({why})")
     return Preset(name=name, overrides=dict(overrides or {}), **data)
+
+
+#: the range of every numeric preset value, and why (a value outside trains for nothing, measures
+#: nothing, or exhausts memory, while printing a normal-looking row)
+RANGES: dict[str, tuple[float, float, str]] = {
+    "photo_size": (8, 1024, "photos are decoded at this size: 1024 px already takes 3 MB a photo"),
+    "epochs": (1, 10000, "0 epochs trains nothing"),
+    "batch_size": (2, 4096, "a triplet batch of 1 is dropped: nothing would train"),
+    "lr": (1e-8, 10.0, "a learning rate of 0 trains nothing"),
+    "max_train_sketches": (0, 10**8, "0 = the whole split"),
+    "max_test_sketches": (0, 10**8, "0 = the whole split; fewer than 2 photos cannot be scored"),
+    "eval_batch_size": (1, 8192, "the evaluation batch"),
+    "latency_repeats": (1, 100000, "at least one timed repeat"),
+    "latency_warmup": (0, 100000, "warm-up runs before timing"),
+    "instances": (2, 100000, "a generated dataset needs two photos to retrieve among"),
+    "sketches_per_instance": (1, 1000, "sketches per generated photo"),
+}

@@ -346,12 +346,26 @@ class Runner:
         """A short label of what this run changed for ``name`` (given params, preset overrides):
         rows of a sweep stay apart in reports."""
         parts = [f"{k}={v}" for k, v in self._given(name).items()]
+        parts += [f"{k}={v}" for k, v in self.upstream_given(name).items()]
         if name in self.config.methods:
             parts += [f"{k}={v}" for k, v in self.preset.overrides.items()]
         if not self.config.train:
             # the floors beside every trained row: an ImageNet start untrained is "zero-shot"
             parts.insert(0, "zero-shot" if self.init_identity(name)["pretrained"] else "random init")
         return ",".join(parts)
+
+    def upstream_given(self, name: str) -> dict[str, Any]:
+        """The ``--param`` values that apply to the methods ``name`` builds on (its upstream chain),
+        as ``UPSTREAM.KEY``: they change what ``name`` evaluates, so they enter its cells' hash and
+        variant (empty, and so leaving both as they were, when none is given)."""
+        out: dict[str, Any] = {}
+        seen, up = {name}, self.upstream_of(name)
+        while up is not None and up not in seen:
+            seen.add(up)
+            resolved = self.params_for(up)
+            out.update({f"{up}.{k}": resolved[k] for k in self._given(up)})
+            up = self.upstream_of(up)
+        return out
 
     # -- the grid --------------------------------------------------------------------------
     def cells(self) -> list[GridCell]:
@@ -388,6 +402,7 @@ class Runner:
                 "preset": self.preset.identity(),
                 "params": self.identity_params(cell.method),
                 "teacher_params": self.identity_params(cell.teacher) if cell.teacher else None,
+                **({"upstream_params": up} if (up := self.upstream_given(cell.method)) else {}),
                 **self.init_identity(cell.method),
                 **({} if self.config.train else {"trained": False}),
             }
@@ -466,8 +481,9 @@ class Runner:
                 method.load_state(state)
             except (RuntimeError, KeyError, TypeError, ValueError) as exc:
                 # a checkpoint whose tensors do not fit this network (stale code, a collision): a miss
-                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                self.cache.remove("checkpoints", key, f"does not fit {name}'s network ({first[:120]})")
+                detail = " ".join(ln.strip() for ln in str(exc).splitlines() if ln.strip()) or type(exc).__name__
+                self.cache.remove("checkpoints", key, f"does not fit {name}'s network ({detail[:160]})")
+                seed_everything(seed)  # the fresh network a first run would have built
                 method = cls(ctx)
                 if upstream_obj is not None:
                     method.bind_upstream(upstream_obj)
