@@ -15,7 +15,9 @@ import pluggy
 
 hookimpl = pluggy.HookimplMarker("sketchbench")
 
+from sketchbench.base.artifacts import stable_hash  # noqa: E402
 from sketchbench.base.errors import DataError, ExitCode, SketchbenchError, TrainingError  # noqa: E402
+from sketchbench.base.progress import progress_bar  # noqa: E402
 from sketchbench.data.dataset import (  # noqa: E402
     DatasetOptions,
     DatasetSource,
@@ -27,6 +29,7 @@ from sketchbench.data.dataset import (  # noqa: E402
 )
 from sketchbench.data.render import downscale_raster, render_item, render_sketch, stroke_width  # noqa: E402
 from sketchbench.data.rundata import RunData  # noqa: E402
+from sketchbench.data.safe_pickle import load_pickle  # noqa: E402
 from sketchbench.data.sketch import BadSketch, Sketch  # noqa: E402
 from sketchbench.data.vectorise import vectorise  # noqa: E402
 from sketchbench.measure.flops import FLOPS_CONVENTION, count_flops  # noqa: E402
@@ -38,5 +41,5 @@ __all__ = [
     "FLOPS_CONVENTION", "BadSketch", "DataError", "DatasetOptions", "DatasetSource", "ExitCode", "FGSBIRDataset",
     "Method", "MethodContext", "Param", "RunData", "Sketch", "SketchItem", "SketchbenchError", "SkipCounter", "Split",
     "TrainingError", "__version__", "count_flops", "downscale_raster", "fingerprint_files", "hookimpl", "render_item",
-    "render_sketch", "stroke_width", "vectorise", "WeightSource",
+    "render_sketch", "stroke_width", "vectorise", "WeightSource", "load_pickle", "progress_bar", "stable_hash",
 ]

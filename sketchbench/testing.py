@@ -13,13 +13,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from sketchbench.data.dataset import DatasetOptions
 from sketchbench.data.rundata import RunData
 from sketchbench.host.plugins import get_host, reset_host
 from sketchbench.method.interface import Method, MethodContext
-from sketchbench.method.params import resolve_params
 from sketchbench.run.presets import load_preset
 
 
@@ -28,17 +25,14 @@ def tiny_data(dataset: str = "tiny", preset: str = "smoke", seed: int = 0, root:
     """A registered dataset loaded at a preset (default: the generated ``tiny`` set at ``smoke``)."""
     p = load_preset(preset, {k: str(v) for k, v in overrides.items()})
     source = get_host().datasets.get(dataset)()
-    ds = source.load(DatasetOptions(root=root, photo_size=p.photo_size, seed=seed,
-                                    size={"instances": p.instances, "sketches_per_instance": p.sketches_per_instance}))
+    ds = source.load(DatasetOptions.for_preset(p, root=root, seed=seed))
     return RunData(ds, p, seed=seed)
 
 
 def build_method(name: str, preset: str = "smoke", seed: int = 0, device: str = "cpu", **params: Any) -> Method:
     """An untrained registered method with the preset's defaults and the given parameters."""
     cls = get_host().methods.get(name)
-    p = load_preset(preset)
-    resolved = resolve_params(name, cls.params, preset, params)
-    return cls(MethodContext(name=name, params=resolved, preset=p, device=torch.device(device), seed=seed))
+    return cls(MethodContext.create(name, cls, load_preset(preset), given=params, device=device, seed=seed))
 
 
 @contextlib.contextmanager

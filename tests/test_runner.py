@@ -182,7 +182,7 @@ def test_nan_loss_is_one_line_error(tmp_path):
         (["-m", "sketchynet-v1", "--teacher", "b-pkt"], "is itself a student"),
         (["-m", "triplet-timm", "--param", "nope=1"], "has no parameter 'nope'"),
         (["-m", "triplet-timm", "--param", "margin=wide"], "expected a float"),
-        (["-m", "triplet-timm", "--set", "epochs=-1"], "must be positive"),
+        (["-m", "triplet-timm", "--set", "epochs=-1"], "preset value epochs=-1: must be between 1 and 10000"),
         (["-m", "triplet-timm", "-p", "huge"], "unknown preset"),
         (["-m", "triplet-timm", "--shard", "3/2"], "--shard"),
         (["-m", "triplet-timm", "--weights", "/no/such/file.pth"], "no such file"),

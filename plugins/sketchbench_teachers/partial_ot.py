@@ -184,7 +184,7 @@ class PartialOT(Method):
         "ot_iters": Param(50, "Bregman-projection iterations (unrolled, differentiated)", min=1, max=1000),
         "margin": Param(0.2, "triplet margin (released TripletMarginWithDistanceLoss(margin=0.2))", min=0.0, max=4.0),
         "p_mask": Param(0.25, "area of the block erased from a training sketch (with probability 1/2); 0 = off", min=0.0, max=0.9),
-        "lr": Param(0.0, "learning rate (released 1e-4)", min=1e-7, max=1.0, zero_is_preset=True),
+        "lr": Param(0.0, "learning rate (released 1e-4)", min=1e-12, max=10.0, zero_is_preset=True),
         "epochs": Param(0, "epochs", min=1, max=10000, zero_is_preset=True),
         "augment": Param(True, "random shifts and joint horizontal flips"),
         "distance_chunk": Param(32, "queries per chunk when ranking the gallery (memory)", min=1, max=4096),

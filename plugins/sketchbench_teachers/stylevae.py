@@ -200,7 +200,7 @@ class StyleVAE(Method):
         "fast_lr": Param(0.005, "inner-step learning rate (released MAML fast_lr)", min=0.0, max=1.0),
         "meta_batch": Param(12, "tasks per outer update (released: 12)", presets={"smoke": 4}, min=1, max=1024),
         "lr": Param(1e-4, "outer Adam learning rate of the model and the regulariser (released meta_lr 1e-4; "
-                          "the inner step diverges at 1e-3)", min=1e-7, max=1.0, zero_is_preset=True),
+                          "the inner step diverges at 1e-3)", min=1e-12, max=10.0, zero_is_preset=True),
         "epochs": Param(0, "epochs over the tasks", min=1, max=10000, zero_is_preset=True),
     }
 

@@ -37,7 +37,7 @@ class TripletSN(Method):
     params = {
         "margin": Param(0.3, "triplet margin on the squared Euclidean distance (paper: 0.3)", min=0.0, max=4.0),
         "optimizer": Param("adam", "adam, or the paper's sgd (momentum 0.9)", choices=("adam", "sgd")),
-        "lr": Param(0.0, f"learning rate (0: the preset's for adam, the paper's {SGD_LR} for sgd)", min=1e-7, max=1.0, zero_is_preset=True),
+        "lr": Param(0.0, f"learning rate (0: the preset's for adam, the paper's {SGD_LR} for sgd)", min=1e-12, max=10.0, zero_is_preset=True),
         "momentum": Param(0.9, "SGD momentum (paper: 0.9)", min=0.0, max=0.999),
         "weight_decay": Param(5e-4, "L2 weight decay (paper: 5e-4)", min=0.0, max=1.0),
         "epochs": Param(0, "epochs", min=1, max=10000, zero_is_preset=True),

@@ -44,7 +44,7 @@ class TimmTriplet(Method):
     params = {
         "backbone": Param("mobilenetv2_100", "timm model name"),
         "margin": Param(0.2, "triplet margin (Euclidean distance of L2-normalised embeddings)", min=0.0, max=4.0),
-        "lr": Param(0.0, "learning rate", min=1e-7, max=1.0, zero_is_preset=True),
+        "lr": Param(0.0, "learning rate", min=1e-12, max=10.0, zero_is_preset=True),
         "epochs": Param(0, "epochs", min=1, max=10000, zero_is_preset=True),
         "augment": Param(True, "random shifts and joint horizontal flips"),
         "freeze_bn": Param(False, "keep BatchNorm statistics at their pretrained values while training",

@@ -168,8 +168,7 @@ def data_info(dataset: str, data_root: Path | None, preset: str, fmt: str) -> No
     p = load_preset(preset)
     root = data_root or os.environ.get("SKETCHBENCH_DATA")
     source = host.datasets.get(dataset)()
-    ds = source.load(DatasetOptions(root=Path(root) if root else None, photo_size=p.photo_size, need_photos=False,
-                                    size={"instances": p.instances, "sketches_per_instance": p.sketches_per_instance}))
+    ds = source.load(DatasetOptions.for_preset(p, root=root, need_photos=False))
     info = dataset_summary(ds)
     if fmt == "json":
         click.echo(json.dumps(info, indent=1, default=str))

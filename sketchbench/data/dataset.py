@@ -80,6 +80,14 @@ class DatasetOptions:
     #: the run's artifact cache directory, for loaders that cache slow parsing (``None``: no cache)
     cache_dir: Path | None = None
 
+    @classmethod
+    def for_preset(cls, preset: Any, *, root: Path | str | None = None, seed: int = 0, need_photos: bool = True,
+                   cache_dir: Path | None = None) -> DatasetOptions:
+        """The options a run at ``preset`` gives a loader: its photo size and generated-dataset sizes."""
+        return cls(root=Path(root) if root else None, photo_size=preset.photo_size, seed=seed,
+                   size={"instances": preset.instances, "sketches_per_instance": preset.sketches_per_instance},
+                   need_photos=need_photos, cache_dir=cache_dir)
+
 
 class DatasetSource(ABC):
     """Base class of dataset plugins. Register the class with ``register_datasets``."""

@@ -8,7 +8,6 @@ get the whole split as one uint8 tensor.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -121,6 +120,3 @@ class RunData:
                         out.append(Sketch(np.array([[0.5, 0.5, 1.0]], dtype=np.float32)))
             self._vectors[split] = out
         return self._vectors[split]
-
-    def canvases(self) -> Sequence[int]:
-        return self.preset.canvases

@@ -47,6 +47,16 @@ class MethodContext:
     partial_weights: bool = False
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("sketchbench"))
 
+    @classmethod
+    def create(cls, name: str, method: type[Method], preset: Preset, *, given: Mapping[str, Any] | None = None,
+               device: torch.device | str = "cpu", seed: int = 0, **init: Any) -> MethodContext:
+        """The context of ``method`` registered as ``name``: its parameters resolved for ``preset``
+        (``given`` overrides, validated), on ``device``; ``init`` sets ``pretrained``/``weights``/..."""
+        from sketchbench.method.params import resolve_params
+
+        params = resolve_params(name, method.params, preset.name, dict(given or {}))
+        return cls(name=name, params=params, preset=preset, device=torch.device(device), seed=seed, **init)
+
 
 class Method(ABC):
     """Base class of all methods.

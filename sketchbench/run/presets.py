@@ -127,7 +127,7 @@ RANGES: dict[str, tuple[float, float, str]] = {
     "photo_size": (8, 1024, "photos are decoded at this size: 1024 px already takes 3 MB a photo"),
     "epochs": (1, 10000, "0 epochs trains nothing"),
     "batch_size": (2, 4096, "a triplet batch of 1 is dropped: nothing would train"),
-    "lr": (1e-8, 10.0, "a learning rate of 0 trains nothing"),
+    "lr": (1e-12, 10.0, "a learning rate of 0 trains nothing"),
     "max_train_sketches": (0, 10**8, "0 = the whole split"),
     "max_test_sketches": (0, 10**8, "0 = the whole split; fewer than 2 photos cannot be scored"),
     "eval_batch_size": (1, 8192, "the evaluation batch"),

@@ -414,13 +414,7 @@ class Runner:
         if key not in self._data:
             source_cls: type[DatasetSource] = self.host.datasets.get(dataset)
             root = self.config.data_root or os.environ.get("SKETCHBENCH_DATA") or None
-            opts = DatasetOptions(
-                root=Path(root) if root else None,
-                photo_size=self.preset.photo_size,
-                seed=seed,
-                size={"instances": self.preset.instances, "sketches_per_instance": self.preset.sketches_per_instance},
-                cache_dir=self.cache.root,
-            )
+            opts = DatasetOptions.for_preset(self.preset, root=root, seed=seed, cache_dir=self.cache.root)
             ds = source_cls().load(opts)
             self._data[key] = RunData(ds, self.preset, self.cache, seed=seed)
         return self._data[key]
