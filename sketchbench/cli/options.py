@@ -30,7 +30,8 @@ def _stack(*decorators: Callable) -> Callable:
 
 #: --preset and --set
 preset_options = _stack(
-    click.option("--preset", "-p", default=None, help="smoke, cpu, cpu-imagenet or paper (default: paper on CUDA, else cpu)."),
+    click.option("--preset", "-p", default=None, help="smoke, cpu, cpu-imagenet or paper (default: paper on CUDA; else cpu-imagenet when pretrained "
+                      "weights are installed, cpu without)."),
     click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a preset value, e.g. --set epochs=3."),
 )
 
@@ -57,12 +58,18 @@ init_options = _stack(
 
 
 def choose_preset(name: str | None, device: str) -> str:
-    """The preset to run: the one named, else ``paper`` on CUDA and ``cpu`` otherwise."""
+    """The preset to run: the one named, else ``paper`` on CUDA; on a CPU ``cpu-imagenet`` (the CPU
+    recipe from ImageNet starts) when an offline weight source is installed, ``cpu`` otherwise."""
     if name:
         return name
     import torch
 
-    return "paper" if (device != "cpu" and torch.cuda.is_available()) else "cpu"
+    if device != "cpu" and torch.cuda.is_available():
+        return "paper"
+    from sketchbench.method.weights import sources
+
+    offline = [s for s in sources() if not s.online and any(s.available(b) for b in s.backbones if "*" not in b)]
+    return "cpu-imagenet" if offline else "cpu"
 
 
 def canvas_option(value: tuple[str, ...], preset) -> list[int] | None:
