@@ -6,7 +6,9 @@ import pytest
 import torch
 import torch_pruning as tp
 from sketchbench_students.losses import (
+    at_is_constant,
     at_loss,
+    at_loss_sum,
     attention_map,
     fitnets_loss,
     huber,
@@ -14,6 +16,7 @@ from sketchbench_students.losses import (
     pkt_loss,
     pkt_probabilities,
     rkd_triplet_loss,
+    select_at_maps,
     taylor_criterion,
     thinet_greedy_selection,
     thinet_least_squares,
@@ -122,6 +125,39 @@ def test_at_loss_pools_the_larger_energy_map():
     assert at_loss(student, teacher).item() == pytest.approx(0.0, abs=1e-10)
     teacher[:, :, :4, :4] = 3.0
     assert at_loss(student, teacher).item() > 0
+
+
+def test_at_loss_is_exactly_zero_on_a_1x1_map():
+    """Why B-AKD's default gets no signal at canvas 32: a 1×1 attention map normalises to 1."""
+    g = torch.Generator().manual_seed(4)
+    student = torch.randn(3, 1280, 1, 1, generator=g)
+    teacher = torch.randn(3, 256, 3, 3, generator=g)
+    assert at_loss(student, teacher).item() == 0.0
+    assert at_is_constant((1, 1), (3, 3)) and at_is_constant((2, 2), (1, 1))
+    assert not at_is_constant((2, 2), (3, 3)) and not at_is_constant((1, 2), (3, 3))
+    assert at_loss(torch.randn(3, 96, 2, 2, generator=g), teacher).item() > 0
+
+
+def test_select_at_maps_by_hand():
+    s8, s16, last = torch.zeros(1, 32, 4, 4), torch.zeros(1, 96, 2, 2), torch.zeros(1, 1280, 1, 1)
+    maps = [s8, s16, last]  # MobileNetV2 at canvas 32: strides 8, 16, the final map
+    assert select_at_maps(maps, "last") == [last]
+    assert select_at_maps(maps, "spatial") == [s16]  # the deepest map ≥ 2×2
+    assert select_at_maps(maps, "stages") == [s8, s16]
+    big = torch.zeros(1, 1280, 2, 2)  # at 64 the final map is 2×2: spatial = last
+    assert select_at_maps([s8, s16, big], "spatial") == [big]
+    tiny = [torch.zeros(1, 4, 1, 1)] * 2
+    assert select_at_maps(tiny, "spatial") == [tiny[-1]] and select_at_maps(tiny, "stages") == [tiny[-1]]
+    with pytest.raises(ValueError, match="at_maps"):
+        select_at_maps(maps, "first")
+
+
+def test_at_loss_sum_adds_the_terms_of_each_map():
+    g = torch.Generator().manual_seed(5)
+    a, b = torch.randn(2, 8, 4, 4, generator=g), torch.randn(2, 8, 2, 2, generator=g)
+    teacher = torch.rand(2, 3, 3, generator=g)  # an energy, as cached
+    assert at_loss_sum([a, b], teacher).item() == pytest.approx((at_loss(a, teacher) + at_loss(b, teacher)).item())
+    assert at_loss_sum([a], teacher).item() == pytest.approx(at_loss(a, teacher).item())
 
 
 # -- FitNets ----------------------------------------------------------------------------------------

@@ -194,6 +194,64 @@ def test_kd_students_take_any_teacher(name, data):
         assert m.regressor[0].out_channels == 32  # the teacher's last map, not its fc head
 
 
+# -- B-AKD's stages, FitNets' BatchNorm, the offline EfficientNet ---------------------------------------
+def akd_loss_at(at_maps: str, canvas: int, data) -> float:
+    """B-AKD's KD term for MobileNetV2 (random init) at ``canvas`` against a 3×3 teacher energy
+    (Triplet-SN's pool5 at the smoke preset's full canvas)."""
+    from types import SimpleNamespace
+
+    torch.manual_seed(0)  # the same random MobileNetV2 for every setting
+    m = build_method("b-akd", at_maps=at_maps).eval()
+    x = data.sketches("train", canvas)[:4]
+    with torch.no_grad():
+        emb, maps = m.forward(x, with_map=True)
+        energy = torch.rand(4, 3, 3, generator=torch.Generator().manual_seed(0))
+        return float(m.kd_loss(SimpleNamespace(targets=energy), emb, maps))
+
+
+def test_b_akd_has_a_signal_at_canvas_32_with_earlier_stages(data):
+    assert akd_loss_at("last", 32, data) == 0.0  # MobileNetV2's final map is 1×1 at 32: today's default
+    assert akd_loss_at("spatial", 32, data) > 0  # its stride-16 blocks.4 map is 2×2 there
+    assert akd_loss_at("stages", 32, data) > akd_loss_at("spatial", 32, data)  # + stride 8, summed
+    # at 64 the final map is 2×2 already: spatial is the default's term
+    assert akd_loss_at("spatial", 64, data) == pytest.approx(akd_loss_at("last", 64, data))
+
+
+@pytest.mark.parametrize("at_maps", ["spatial", "stages"])
+def test_b_akd_stages_train_and_keep_the_embedding(at_maps, data, timm_teacher):
+    m = train_cells("b-akd", data, timm_teacher, at_maps=at_maps, **SMALL)
+    assert m.warn_constant(data.preset.canvases) == []
+    r = evaluate(m, data, 32)
+    # the stages only feed the loss: the counted branch and the embedding are the plain student's
+    assert r["params_m"] == pytest.approx(count_flops(m.modules(), torch.zeros(1, 3, 32, 32))[1] / 1e6)
+    plain, _ = type(m).__mro__[1].forward(m, data.sketches("test", 32)[:2])
+    assert torch.equal(m.encode_sketch(data.sketches("test", 32)[:2]), plain)
+
+
+def test_b_akd_default_warns_where_its_term_is_identically_zero(data, timm_teacher, caplog):
+    m = build_method("b-akd", **SMALL)
+    with caplog.at_level("WARNING", logger="sketchbench"):
+        m.setup_training(data, data.preset.canvases, timm_teacher)
+    assert m.warn_constant(data.preset.canvases) == [32]  # the final map is 1x1 at 32 only
+    assert "identically 0 at canvas 32" in caplog.text and "at_maps=spatial" in caplog.text
+
+
+def test_b_regress_regressor_batchnorm_is_an_option(data, timm_teacher):
+    plain = build_method("b-regress", **SMALL)
+    plain.setup_training(data, data.preset.canvases, timm_teacher)
+    assert not any(isinstance(x, nn.BatchNorm2d) for x in plain.regressor)  # the default, as before
+    m = train_cells("b-regress", data, timm_teacher, regressor_bn=True, **SMALL)
+    assert [type(x) for x in m.regressor][:2] == [nn.Conv2d, nn.BatchNorm2d]  # RepDistiller's ConvReg
+    assert evaluate(m, data, 32)["gflops"] > 0
+
+
+def test_efficientnet_lite0_is_a_student_backbone_with_offline_weights():
+    m = build_method("sketchynet-v1", backbone="efficientnet_lite0")
+    assert type(m).pretrained_backbones(m.p) == ("efficientnet_lite0",)
+    flops, params = count_flops(m.sketch_branch(), m.sketch_input(256))
+    assert params == 3_371_008
+
+
 # -- pruning ----------------------------------------------------------------------------------------
 def weights_only_roundtrip(state: dict) -> dict:
     buf = io.BytesIO()

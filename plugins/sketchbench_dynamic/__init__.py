@@ -1,8 +1,10 @@
-"""Built-in dynamic-canvas methods: SketchyNetV2 and the dynamic-resolution baselines.
+"""Built-in dynamic-canvas methods: SketchyNetV2, the dynamic-resolution baselines and the poster's
+dynamic KD rows.
 
-Each runs on a trained, frozen ``sketchynet-v1`` (its ``upstream``) and picks a canvas per query.
-B-BFR, B-DRS and B-Crop are named but not defined by the paper: ours are interpretations
-(docs/methods/dynamic-baselines.md).
+Each runs on a trained, frozen upstream student (``sketchynet-v1``; for SketchyNetV2 any student
+through ``--param upstream=NAME``; ``b-regress``/``b-akd``/``b-pkt`` for the ``-dyn`` rows) and
+picks a canvas per query. B-BFR, B-DRS and B-Crop are named but not defined by the paper: ours are
+interpretations (docs/methods/dynamic-baselines.md). Registration metadata repeats the classes'.
 """
 
 from sketchbench import hookimpl
@@ -15,12 +17,26 @@ _DYN = dict(kind="baseline", needs_teacher=False, dynamic=True, upstream="sketch
 def register_methods(register):
     register("sketchynet-v2", f"{_D}.sketchynet_v2:SketchyNetV2", kind="student", dynamic=True,
              upstream="sketchynet-v1", default_teacher="triplet-sn",
-             description="SketchyNetV2: RL canvas selector (GRU over stroke-5) on a frozen SketchyNetV1")
+             description="SketchyNetV2: RL canvas selector (GRU over RDP stroke-5) on a frozen SketchyNetV1")
     register("b-bfr", f"{_D}.baselines:BBFR",
-             description="B-BFR (our interpretation): the best fixed canvas on held-out training sketches", **_DYN)
+             description="B-BFR (our interpretation): the upstream at its best fixed canvas on held-out training sketches",
+             **_DYN)
     register("b-drs", f"{_D}.baselines:BDRS",
-             description="B-DRS (our interpretation): a classifier picks the smallest canvas that ranks the photo first",
+             description="B-DRS (our interpretation): selector classifier trained on the smallest canvas that ranks "
+                         "the photo first",
              **_DYN)
     register("b-crop", f"{_D}.baselines:BCrop",
-             description="B-Crop (our interpretation): crop to the sketch's box, render at the smallest uncluttered canvas",
+             description="B-Crop (our interpretation): the sketch cropped to its box, rendered at the smallest "
+                         "uncluttered canvas",
              **_DYN)
+    # the poster's KD rows are "Dynamic": SketchyNetV2's selector on each KD student
+    register("b-regress-dyn", f"{_D}.sketchynet_v2:BRegressDyn",
+             description="B-Regress, dynamic: SketchyNetV2's RL canvas selector on a frozen B-Regress (FitNets) student",
+             **{**_DYN, "upstream": "b-regress"})
+    register("b-akd-dyn", f"{_D}.sketchynet_v2:BAKDDyn",
+             description="B-AKD, dynamic: SketchyNetV2's RL canvas selector on a frozen B-AKD (attention transfer) "
+                         "student",
+             **{**_DYN, "upstream": "b-akd"})
+    register("b-pkt-dyn", f"{_D}.sketchynet_v2:BPKTDyn",
+             description="B-PKT, dynamic: SketchyNetV2's RL canvas selector on a frozen B-PKT student",
+             **{**_DYN, "upstream": "b-pkt"})

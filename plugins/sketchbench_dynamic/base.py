@@ -36,10 +36,18 @@ class OnUpstream(Method):
     dynamic = True
     upstream = "sketchynet-v1"
     needs_teacher = False
+    #: the teacher its upstream is distilled from when ``--teacher`` is not given (the runner passes
+    #: it on to the upstream)
+    default_teacher = "triplet-sn"
 
     _upstream: Method | None = None
 
     # -- the upstream ---------------------------------------------------------------------------
+    @property
+    def upstream_name(self) -> str | None:
+        """The registered name of the upstream with this method's parameters."""
+        return type(self).upstream_for(self.p)
+
     def bind_upstream(self, upstream: Method) -> None:
         self._upstream = upstream
 
@@ -47,7 +55,7 @@ class OnUpstream(Method):
     def up(self) -> Method:
         if self._upstream is None:
             raise SketchbenchError(
-                f"{self.ctx.name}: no trained upstream was given (it runs on a frozen {self.upstream}); "
+                f"{self.ctx.name}: no trained upstream was given (it runs on a frozen {self.upstream_name}); "
                 "pass upstream=... to train()"
             )
         return self._upstream
@@ -56,7 +64,7 @@ class OnUpstream(Method):
         if upstream is None:
             upstream = self._upstream
         if upstream is None:
-            raise SketchbenchError(f"{self.ctx.name} needs its trained upstream ({self.upstream}) to train")
+            raise SketchbenchError(f"{self.ctx.name} needs its trained upstream ({self.upstream_name}) to train")
         self.bind_upstream(upstream)
         # frozen: only ever run in eval mode under inference_mode (embed_in_batches), never
         # updated; its parameters are left untouched since the runner shares the object
@@ -181,6 +189,12 @@ class SelectorOnUpstream(OnUpstream):
 
     def choose_canvases(self, items: Sequence[SketchItem], data: RunData) -> list[int]:
         return self.bundle.predict(self.selector_inputs(items, data), self.device)
+
+    def export_modules(self, canvases: Sequence[int], photo_size: int) -> dict[str, dict[str, Any]]:
+        """The upstream's encoders (over the selector's canvas set) and the selector graph."""
+        graphs = super().export_modules(self.bundle.canvases, photo_size)
+        graphs["selector"] = self.bundle.export_graph()
+        return graphs
 
     def selector_flops_inputs(self, items: Sequence[SketchItem], data: RunData) -> list[tuple[nn.Module, tuple]]:
         return self.bundle.flops_inputs(self.selector_inputs(items, data), self.device)

@@ -38,7 +38,7 @@ Our choices where the poster is silent or ambiguous (also in docs/methods/sketch
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -115,7 +115,15 @@ class SketchyNetV2(SelectorOnUpstream):
         "reward_rank": Param(True, "use the 1/rank reward (false: the poster's 'w/o rank⁻¹' ablation)"),
         "reward_tri": Param(True, "use the −L_Tri reward (false: 'w/o L_Tri')"),
         "reward_flops": Param(True, "use the compute reward R_comp (false: 'w/o L_F')"),
+        "upstream": Param("sketchynet-v1", "the frozen student the selector picks canvases for: any registered "
+                          "method trained multi-canvas (e.g. b-akd; the runner trains it with the same teacher)",
+                          since="0.2"),
     }
+
+    @classmethod
+    def upstream_for(cls, params: Mapping[str, Any]) -> str | None:
+        """The ``upstream`` parameter where declared (``--param upstream=NAME``), else the class's."""
+        return params.get("upstream") or cls.upstream
 
     def __init__(self, ctx: MethodContext) -> None:
         super().__init__(ctx)
@@ -188,3 +196,31 @@ class SketchyNetV2(SelectorOnUpstream):
 
     def extra_metrics(self, data: RunData, canvas: int | None) -> dict[str, float]:
         return dict(self.rl_log)
+
+
+# -- the poster's dynamic KD rows: the same selector on a frozen KD student -------------------------
+_FIXED = {k: v for k, v in SketchyNetV2.params.items() if k != "upstream"}
+
+
+class _SelectorOnKD(SketchyNetV2):
+    """SketchyNetV2's selector, rewards and training on a fixed KD baseline instead of SketchyNetV1
+    (the poster's B-Regress / B-AKD / B-PKT rows are "Dynamic", 2.27 M params: V2's count). Only the
+    upstream differs: FLOPs per query are the upstream's at the chosen canvas plus the selector's."""
+
+    kind = "baseline"
+    params = _FIXED
+
+
+class BRegressDyn(_SelectorOnKD):
+    upstream = "b-regress"
+    description = "B-Regress, dynamic: SketchyNetV2's RL canvas selector on a frozen B-Regress (FitNets) student"
+
+
+class BAKDDyn(_SelectorOnKD):
+    upstream = "b-akd"
+    description = "B-AKD, dynamic: SketchyNetV2's RL canvas selector on a frozen B-AKD (attention transfer) student"
+
+
+class BPKTDyn(_SelectorOnKD):
+    upstream = "b-pkt"
+    description = "B-PKT, dynamic: SketchyNetV2's RL canvas selector on a frozen B-PKT student"

@@ -17,7 +17,13 @@ the teacher frozen and its outputs cached once (see ``teacher_cache``).
   ``at(A) = normalize(vec(mean_c A_c²))``, loss ``mean((at(S) − at(T))²)``, β = 1000 (official
   code and RepDistiller). The teacher side is cached as the energy ``mean_c A_c²`` (N, H, W); at
   different resolutions the larger *energy* map is adaptive-average-pooled to the smaller one
-  (pooling energies rather than features keeps the teacher cache tiny).
+  (pooling energies rather than features keeps the teacher cache tiny). At canvas 32 MobileNetV2's
+  final map is 1×1, whose attention map is the constant 1: the AT term is exactly 0 there (a
+  warning says so). ``at_maps=spatial`` uses the deepest student map that is ≥ 2×2 instead
+  (MobileNetV2's stride-16 ``blocks.4`` at 32, the final map elsewhere), ``at_maps=stages`` sums
+  the terms of the stride-8, stride-16 and final maps that are ≥ 2×2 (the AT paper's several
+  stages), each against the teacher's last map; the default ``last`` keeps the final map only.
+  B-Regress's regressor optionally has RepDistiller's BatchNorm (``regressor_bn``).
 - **B-PKT** — probabilistic knowledge transfer (Passalis & Tefas ECCV'18) on final embeddings:
   cosine kernel → conditional probabilities → KL(P_T ‖ P_S), ε = 1e-7, β = 30000 (RepDistiller).
   The batch is the triplets' 3B embeddings ``[sketches; positives; negatives]`` so both the
@@ -32,6 +38,7 @@ recomputed per batch; energies and embeddings are also stored in the artifact ca
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import torch
@@ -40,10 +47,12 @@ from torch import nn
 from sketchbench import Method, Param, RunData, SketchbenchError
 from sketchbench.training import to_input, triplet_loss
 
-from .losses import at_loss, fitnets_loss, pkt_loss
+from .losses import AT_MAPS, at_is_constant, at_loss, at_loss_sum, fitnets_loss, pkt_loss, select_at_maps
 from .mobilenetv2_sn import STUDENT_PARAMS, StepBatch
 from .sketchynet_v1 import DistilledStudent
 from .teacher_cache import TeacherMaps, teacher_attention_energy, teacher_feature_maps
+
+log = logging.getLogger("sketchbench")
 
 
 def _flip_where(maps: torch.Tensor, flipped: torch.Tensor) -> torch.Tensor:
@@ -66,7 +75,12 @@ class _KDBaseline(DistilledStudent):
 
 class BRegress(_KDBaseline):
     description = "B-Regress: FitNets hint regression (last feature maps, 1x1 conv regressor) + triplet"
-    params = {**STUDENT_PARAMS, "beta": Param(100.0, "weight β of the hint loss (RepDistiller's FitNets weight)")}
+    params = {
+        **STUDENT_PARAMS,
+        "beta": Param(100.0, "weight β of the hint loss (RepDistiller's FitNets weight)"),
+        "regressor_bn": Param(False, "BatchNorm after the regressor's 1x1 conv, as RepDistiller's ConvReg "
+                              "(conv → BN → ReLU); off = FitNets' plain conv regressor", since="0.2"),
+    }
     uses_feature_maps = True
     shift_sketches = False
 
@@ -83,6 +97,8 @@ class BRegress(_KDBaseline):
             net.train(was)
         nonneg = self.teacher_maps.cached is None or bool((self.teacher_maps.cached >= 0).all())
         layers: list[nn.Module] = [nn.Conv2d(probe.shape[1], self.teacher_maps.channels, kernel_size=1)]
+        if self.p["regressor_bn"]:
+            layers.append(nn.BatchNorm2d(self.teacher_maps.channels))
         if nonneg:
             layers.append(nn.ReLU())
         self.regressor = nn.Sequential(*layers).to(self.device)
@@ -96,9 +112,28 @@ class BRegress(_KDBaseline):
         return fitnets_loss(self.regressor(sketch_map).float(), batch.targets)
 
 
+def at_stage_modules(net: nn.Module) -> list[str]:
+    """The student's intermediate stages attention transfer may use besides its final map: timm's
+    ``feature_info`` stages of stride ≥ 8 except the deepest (whose stride the final map has), i.e.
+    MobileNetV2's ``blocks.2`` (stride 8) and ``blocks.4`` (stride 16), ResNet's ``layer2``/``layer3``:
+    with the final map, the AT paper's three groups."""
+    info = getattr(net, "feature_info", None)
+    stages = [f for f in info if isinstance(f, dict) and "module" in f] if isinstance(info, list) else []
+    if not stages:
+        raise SketchbenchError(f"b-akd: the student {type(net).__name__} has no timm feature_info: "
+                               "at_maps=spatial/stages need its stages (use at_maps=last)")
+    return [f["module"] for f in stages if f.get("reduction", 0) >= 8][:-1]
+
+
 class BAKD(_KDBaseline):
     description = "B-AKD: attention transfer on the last feature maps + triplet"
-    params = {**STUDENT_PARAMS, "beta": Param(1000.0, "weight β of the attention-transfer loss (official code: 1e3)")}
+    params = {
+        **STUDENT_PARAMS,
+        "beta": Param(1000.0, "weight β of the attention-transfer loss (official code: 1e3)"),
+        "at_maps": Param("last", "student maps matched to the teacher's attention: last = the final map (1x1 at "
+                         "canvas 32 for MobileNetV2: no signal there); spatial = the deepest map ≥ 2x2; stages = "
+                         "every stride-8/16/32 map ≥ 2x2, terms summed", choices=AT_MAPS, since="0.2"),
+    }
     uses_feature_maps = True
     shift_sketches = False
 
@@ -107,13 +142,62 @@ class BAKD(_KDBaseline):
     def setup_training(self, data: RunData, canvases: Sequence[int], teacher: Method | None) -> list[nn.Parameter]:
         assert teacher is not None
         self.teacher_energy = teacher_attention_energy(teacher, data)
+        self.warn_constant(canvases)
         return []
+
+    def student_maps(self, images: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """(embedding, the maps attention transfer uses) of uint8 images, by ``at_maps``."""
+        if self.p["at_maps"] == "last":
+            emb, fmap = self.forward(images, with_map=True)
+            assert fmap is not None
+            return emb, [fmap]
+        net = self._net()
+        grabbed: dict[str, torch.Tensor] = {}
+        names = at_stage_modules(net)
+        handles = [net.get_submodule(n).register_forward_hook(lambda m, i, o, n=n: grabbed.__setitem__(n, o))
+                   for n in names]
+        try:
+            emb, fmap = super().forward(images, with_map=True)
+        finally:
+            for h in handles:
+                h.remove()
+        assert fmap is not None
+        return emb, select_at_maps([grabbed[n] for n in names] + [fmap], self.p["at_maps"])
+
+    def forward(self, images: torch.Tensor, with_map: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if not with_map or self.p["at_maps"] == "last":
+            return super().forward(images, with_map)
+        emb, maps = self.student_maps(images)
+        return emb, maps  # type: ignore[return-value]  # several maps: kd_loss sums their terms
+
+    def warn_constant(self, canvases: Sequence[int]) -> list[int]:
+        """The canvases at which every AT term is identically 0 (a 1×1 map on either side), logged
+        once as a warning; returns them."""
+        net = self._net()
+        was = net.training
+        net.eval()
+        teacher_hw = tuple(self.teacher_energy.shape[-2:])
+        zero = []
+        with torch.no_grad():
+            for c in canvases:
+                _, maps = self.student_maps(torch.full((1, int(c), int(c)), 255, dtype=torch.uint8))
+                if all(at_is_constant(tuple(m.shape[-2:]), teacher_hw) for m in maps):
+                    zero.append(int(c))
+        net.train(was)
+        if zero:
+            hint = "; --param at_maps=spatial gives it a signal" if self.p["at_maps"] == "last" and min(teacher_hw) > 1 else ""
+            log.warning("%s: the attention-transfer term is identically 0 at canvas %s (at_maps=%s; the student's map "
+                        "or the teacher's %dx%d map is 1x1): only the triplet loss trains it there%s", self.ctx.name,
+                        ", ".join(map(str, zero)), self.p["at_maps"], teacher_hw[0], teacher_hw[1], hint)
+        return zero
 
     def step_targets(self, batch: StepBatch) -> torch.Tensor:
         return _flip_where(self.teacher_energy[batch.anchors], batch.flipped).to(self.device)
 
     def kd_loss(self, batch: StepBatch, sketch_emb: torch.Tensor, sketch_map: torch.Tensor | None) -> torch.Tensor:
         assert sketch_map is not None
+        if isinstance(sketch_map, list):
+            return at_loss_sum(sketch_map, batch.targets)
         return at_loss(sketch_map, batch.targets)
 
 

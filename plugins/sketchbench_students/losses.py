@@ -7,7 +7,8 @@
 - :func:`fitnets_loss`: FitNets hint regression (Romero et al. ICLR'15), MSE of an adapted student
   map against the teacher's hint map.
 - :func:`attention_map` / :func:`at_loss`: attention transfer (Zagoruyko & Komodakis ICLR'17),
-  ``at(A) = normalize(vec(mean_c A_c²))``.
+  ``at(A) = normalize(vec(mean_c A_c²))``; :func:`select_at_maps` picks the student maps it uses,
+  :func:`at_loss_sum` sums their terms, :func:`at_is_constant` tells when a term is identically 0.
 - :func:`pkt_probabilities` / :func:`pkt_loss`: probabilistic knowledge transfer (Passalis & Tefas
   ECCV'18), cosine kernel → conditional probabilities → KL(P_T ‖ P_S), as in the authors' code.
 - :func:`taylor_criterion`: Molchanov et al. 2016's first-order Taylor criterion of a feature map,
@@ -17,6 +18,8 @@
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -109,6 +112,42 @@ def at_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
     et = attention_energy(teacher) if teacher.dim() == 4 else teacher.float()
     es, et = match_spatial(es, et.detach())
     return (attention_map(es) - attention_map(et)).pow(2).mean()
+
+
+#: which student maps attention transfer uses (``b-akd``'s ``at_maps``)
+AT_MAPS = ("last", "spatial", "stages")
+
+
+def select_at_maps(maps: Sequence[torch.Tensor], mode: str) -> list[torch.Tensor]:
+    """The student maps attention transfer matches, from ``maps`` ordered shallow → deep (the last
+    one is the network's final spatial map):
+
+    - ``"last"``: the final map only, whatever its size (at a canvas where it is 1×1 its attention
+      map normalises to the constant 1 and the AT term is exactly 0);
+    - ``"spatial"``: the deepest map that is at least 2×2, else the final one;
+    - ``"stages"``: every map that is at least 2×2 (the AT paper matches several stages), else the
+      final one.
+    """
+    if mode not in AT_MAPS:
+        raise ValueError(f"unknown at_maps {mode!r} (one of {', '.join(AT_MAPS)})")
+    if mode == "last":
+        return [maps[-1]]
+    spatial = [m for m in maps if min(m.shape[-2:]) >= 2]
+    if not spatial:
+        return [maps[-1]]
+    return [spatial[-1]] if mode == "spatial" else spatial
+
+
+def at_loss_sum(students: Sequence[torch.Tensor], teacher: torch.Tensor) -> torch.Tensor:
+    """``Σ_j mean((at(S_j) − at(T))²)`` over student maps ``S_j``, each matched to the teacher's map
+    or energy by pooling the larger (RepDistiller sums the AT terms of its stage pairs)."""
+    return sum((at_loss(s, teacher) for s in students), torch.zeros((), device=teacher.device))
+
+
+def at_is_constant(student_hw: tuple[int, int], teacher_hw: tuple[int, int]) -> bool:
+    """Whether the AT term of a student map of size ``student_hw`` against a teacher map of size
+    ``teacher_hw`` is identically 0: after pooling to the smaller size a single position is left."""
+    return min(student_hw[0], teacher_hw[0]) * min(student_hw[1], teacher_hw[1]) == 1
 
 
 # -- PKT -------------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -60,23 +61,35 @@ def list_cmd(what: str, fmt: str) -> None:
 @click.option("--backbone", default=None, help="A timm model name, counted as features + global pool.")
 @click.option("--method", default=None, help="A registered method: its sketch branch is counted.")
 @click.option("--canvas", "-c", "canvases", multiple=True, required=True, help="Canvas size (repeat).")
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
+              help="A parameter of --method, as for `run` (repeat); UPSTREAM.KEY=VALUE sets one of the method it "
+                   "builds on.")
 @click.option("--format", "fmt", default="table", type=click.Choice(["table", "json"]), show_default=True)
-def flops(backbone: str | None, method: str | None, canvases: tuple[str, ...], fmt: str) -> None:
+def flops(backbone: str | None, method: str | None, canvases: tuple[str, ...], params: tuple[str, ...], fmt: str) -> None:
     """FLOPs and params of a sketch branch in the paper's convention.
+
+    A dynamic method is counted on the sketch branch of the method it builds on (its upstream) at
+    each canvas; its selector's FLOPs depend on each sketch and are added per query by `run`.
 
     \b
     Examples:
       sketchbench flops --backbone vgg16 --canvas 256 --format json
       sketchbench flops --backbone mobilenetv2_100 --canvas 32 --canvas 256
       sketchbench flops --method sketchynet-v1 --canvas 256
+      sketchbench flops --method triplet-sn --param conv1_stride=2 --canvas 256
+      sketchbench flops --method sketchynet-v1 --param backbone=resnet18 --canvas 32 --canvas 256
     """
     import torch
 
     from sketchbench.measure.flops import FLOPS_CONVENTION, count_flops
+    from sketchbench.method.params import parse_key_values
     from sketchbench.run.presets import check_canvas
 
     if (backbone is None) == (method is None):
         raise SketchbenchError("give exactly one of --backbone NAME or --method NAME")
+    given = parse_key_values(params, "--param")
+    if backbone is not None and given:
+        raise SketchbenchError("--param sets a method's parameters: use it with --method NAME")
     sizes = [check_canvas(c) for c in canvases]
     if backbone is not None:
         from sketchbench.method.training import create_backbone
@@ -86,18 +99,7 @@ def flops(backbone: str | None, method: str | None, canvases: tuple[str, ...], f
             return torch.zeros(1, 3, c, c)
         label = backbone
     else:
-        from sketchbench.method.interface import MethodContext
-        from sketchbench.method.params import resolve_params
-        from sketchbench.run.presets import load_preset
-
-        host = plugin_host()
-        cls = host.methods.get(method)
-        preset = load_preset("paper")
-        m = cls(MethodContext(name=method, params=resolve_params(method, cls.params, "paper", {}), preset=preset,
-                              device=torch.device("cpu"), seed=0))
-        module = m.sketch_branch().eval()
-        example = m.sketch_input
-        label = method
+        module, example, label = _method_branch(method, given)
     rows = []
     for c in sizes:
         f, p = count_flops(module, example(c))
@@ -110,6 +112,50 @@ def flops(backbone: str | None, method: str | None, canvases: tuple[str, ...], f
 
         click.echo(tabulate([[r["name"], f"{r['canvas']}x{r['canvas']}", r["gflops"], r["params_m"]] for r in rows],
                             headers=["sketch branch", "canvas", "GFLOPs", "params (M)"]))
+
+
+def _method_branch(method: str, given: dict[str, str]) -> tuple[Any, Any, str]:
+    """(sketch branch, example input at a canvas, label) of ``method`` built untrained at the paper
+    preset with ``given`` (``KEY`` for it, ``NAME.KEY`` for it or a method of its upstream chain).
+    A dynamic method's branch is its upstream's."""
+    import torch
+
+    from sketchbench.method.interface import MethodContext
+    from sketchbench.method.params import resolve_params
+    from sketchbench.run.presets import load_preset
+
+    host = plugin_host()
+    preset = load_preset("paper")
+    name = host.methods.entry(method).name
+    chain = [name]
+    cls = host.methods.get(name)
+
+    def own(target: str, main: bool) -> dict[str, str]:
+        out = {}
+        for key, value in given.items():
+            t, _, k = key.rpartition(".")
+            if t == target or (not t and main):
+                out[k] = value
+        return out
+
+    def build(n: str, main: bool) -> Any:
+        c = host.methods.get(n)
+        return c(MethodContext(name=n, params=resolve_params(n, c.params, "paper", own(n, main)), preset=preset,
+                               device=torch.device("cpu"), seed=0))
+
+    m = build(name, True)
+    up = cls.upstream_for(m.p) if cls.dynamic else None
+    while up is not None and up not in chain:
+        chain.append(up)
+        m = build(up, False)
+        ucls = host.methods.get(up)
+        up = ucls.upstream_for(m.p) if ucls.dynamic else None
+    stray = sorted({k.rpartition(".")[0] for k in given if "." in k} - set(chain))
+    if stray:
+        raise SketchbenchError(f"--param {stray[0]}.KEY: {stray[0]!r} is not {name!r} or a method it builds on "
+                               f"({', '.join(chain)})")
+    label = name if len(chain) == 1 else f"{name} (branch of {chain[-1]}; + selector per query)"
+    return m.sketch_branch().eval(), m.sketch_input, label
 
 
 
