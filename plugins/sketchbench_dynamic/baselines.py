@@ -82,8 +82,8 @@ class BBFR(OnUpstream):
     description = "B-BFR (our interpretation): the upstream at its best fixed canvas on held-out training sketches"
     version = "1"
     params = {
-        "val_fraction": Param(0.25, "share of the training sketches used to compare the canvases (seeded)"),
-        "lambda_flops": Param(0.0, "canvas score = acc@1 − λ·normalised FLOPs (0 = the best acc@1)"),
+        "val_fraction": Param(0.25, "share of the training sketches used to compare the canvases (seeded)", min=0.01, max=1.0),
+        "lambda_flops": Param(0.0, "canvas score = acc@1 − λ·normalised FLOPs (0 = the best acc@1)", min=0.0, max=1000.0),
     }
 
     def __init__(self, ctx: MethodContext) -> None:
@@ -139,11 +139,11 @@ class BDRS(SelectorOnUpstream):
     version = "1"
     params = {
         "encoder": Param("gru", "selector sketch encoder", choices=ENCODERS),
-        "hidden": Param(128, "hidden size of the selector"),
+        "hidden": Param(128, "hidden size of the selector", min=1, max=4096),
         "coords": Param("absolute", "sequence rows: absolute (x, y) or offsets", choices=COORDS),
-        "max_points": Param(100, "RDP budget: at most this many points per sketch"),
-        "epochs": Param(30, "classifier epochs", presets={"smoke": 10, "paper": 50}),
-        "lr": Param(1e-3, "Adam learning rate of the classifier"),
+        "max_points": Param(100, "RDP budget: at most this many points per sketch", min=2, max=100000),
+        "epochs": Param(30, "classifier epochs", presets={"smoke": 10, "paper": 50}, min=1, max=10000),
+        "lr": Param(1e-3, "Adam learning rate of the classifier", min=1e-12, max=10.0),
     }
 
     def __init__(self, ctx: MethodContext) -> None:
@@ -234,7 +234,7 @@ class BCrop(OnUpstream):
     description = "B-Crop (our interpretation): the sketch cropped to its box, rendered at the smallest uncluttered canvas"
     version = "1"
     params = {
-        "max_ink": Param(0.15, "pick the smallest canvas at which the crop's ink coverage is at most this"),
+        "max_ink": Param(0.15, "pick the smallest canvas at which the crop's ink coverage is at most this", min=0.001, max=1.0),
     }
 
     def __init__(self, ctx: MethodContext) -> None:

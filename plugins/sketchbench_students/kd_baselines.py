@@ -77,7 +77,7 @@ class BRegress(_KDBaseline):
     description = "B-Regress: FitNets hint regression (last feature maps, 1x1 conv regressor) + triplet"
     params = {
         **STUDENT_PARAMS,
-        "beta": Param(100.0, "weight β of the hint loss (RepDistiller's FitNets weight)"),
+        "beta": Param(100.0, "weight β of the hint loss (RepDistiller's FitNets weight)", min=0.0, max=1e6),
         "regressor_bn": Param(False, "BatchNorm after the regressor's 1x1 conv, as RepDistiller's ConvReg "
                               "(conv → BN → ReLU); off = FitNets' plain conv regressor", since="0.2"),
     }
@@ -129,7 +129,7 @@ class BAKD(_KDBaseline):
     description = "B-AKD: attention transfer on the last feature maps + triplet"
     params = {
         **STUDENT_PARAMS,
-        "beta": Param(1000.0, "weight β of the attention-transfer loss (official code: 1e3)"),
+        "beta": Param(1000.0, "weight β of the attention-transfer loss (official code: 1e3)", min=0.0, max=1e6),
         "at_maps": Param("last", "student maps matched to the teacher's attention: last = the final map (1x1 at "
                          "canvas 32 for MobileNetV2: no signal there); spatial = the deepest map ≥ 2x2; stages = "
                          "every stride-8/16/32 map ≥ 2x2, terms summed", choices=AT_MAPS, since="0.2"),
@@ -203,7 +203,7 @@ class BAKD(_KDBaseline):
 
 class BPKT(_KDBaseline):
     description = "B-PKT: probabilistic knowledge transfer on the triplet embeddings + triplet"
-    params = {**STUDENT_PARAMS, "beta": Param(30000.0, "weight β of the PKT loss (RepDistiller's weight)")}
+    params = {**STUDENT_PARAMS, "beta": Param(30000.0, "weight β of the PKT loss (RepDistiller's weight)", min=0.0, max=1e6)}
 
     def setup_training(self, data: RunData, canvases: Sequence[int], teacher: Method | None) -> list[nn.Parameter]:
         params = super().setup_training(data, canvases, teacher)

@@ -49,9 +49,9 @@ OFFLINE_BACKBONES = ("efficientnet_lite0",)
 TEST_BACKBONES = ("test_efficientnet", "test_resnet")
 
 TRIPLET_PARAMS: dict[str, Param] = {
-    "margin": Param(0.2, "triplet margin μ (Euclidean distance of L2-normalised embeddings)"),
-    "lr": Param(0.0, "learning rate (0 = the preset's)"),
-    "epochs": Param(0, "epochs (0 = the preset's)"),
+    "margin": Param(0.2, "triplet margin μ (Euclidean distance of L2-normalised embeddings)", min=0.0, max=4.0),
+    "lr": Param(0.0, "learning rate", min=1e-12, max=10.0, zero_is_preset=True),
+    "epochs": Param(0, "epochs", min=1, max=10000, zero_is_preset=True),
     "augment": Param(True, "random sketch shifts and horizontal flips of sketches and photos"),
     "freeze_bn": Param(False, "keep BatchNorm statistics at their pretrained values while training",
                        presets={"cpu-imagenet": True}, since="0.2"),

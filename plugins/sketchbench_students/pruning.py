@@ -356,7 +356,7 @@ class MolchanovTaylorImportance(tp.importance.Importance):
 PRUNE_COMMON: dict[str, Param] = {
     **TRIPLET_PARAMS,
     "thinet_images": Param(64, "training sketches (and as many photos) whose activations drive pruning",
-                           presets={"smoke": 8}),
+                           presets={"smoke": 8}, min=1, max=100000),
 }
 
 
@@ -478,10 +478,10 @@ class BThiNet(_PrunedTeacher):
     params = {
         **PRUNE_COMMON,
         "flops_ratio": Param(0.2325, "FLOPs budget: fraction of the teacher's sketch-branch FLOPs at the full canvas "
-                             "(paper: 9.342 / 40.18 G)"),
-        "locations": Param(10, "sampled output locations per image and consumer layer (ThiNet: 10)"),
+                             "(paper: 9.342 / 40.18 G)", min=1e-3, max=1.0),
+        "locations": Param(10, "sampled output locations per image and consumer layer (ThiNet: 10)", min=1, max=1000),
         "rescale": Param(True, "least-squares rescaling of the kept channels (ThiNet's ŵ)"),
-        "layer_finetune_steps": Param(10, "triplet fine-tuning steps after each pruned layer", presets={"smoke": 1}),
+        "layer_finetune_steps": Param(10, "triplet fine-tuning steps after each pruned layer", presets={"smoke": 1}, min=0, max=100000),
     }
     prune_keys = ("flops_ratio", "locations", "rescale", "layer_finetune_steps", "thinet_images", "margin", "lr",
                   "augment")
@@ -601,10 +601,10 @@ class BPrune(_PrunedTeacher):
     params = {
         **PRUNE_COMMON,
         "flops_ratio": Param(0.2025, "FLOPs budget: fraction of the teacher's sketch-branch FLOPs at the full canvas "
-                             "(paper: 8.138 / 40.18 G)"),
-        "channels_per_step": Param(0.05, "fraction of the prunable channels removed per iteration"),
+                             "(paper: 8.138 / 40.18 G)", min=1e-3, max=1.0),
+        "channels_per_step": Param(0.05, "fraction of the prunable channels removed per iteration", min=1e-3, max=0.5),
         "step_finetune_steps": Param(10, "fine-tuning steps per iteration (their gradients give the Taylor scores)",
-                                     presets={"smoke": 1}),
+                                     presets={"smoke": 1}, min=1, max=100000),
     }
     prune_keys = ("flops_ratio", "channels_per_step", "step_finetune_steps", "thinet_images", "margin", "lr", "augment")
 

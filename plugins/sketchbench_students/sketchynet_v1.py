@@ -59,8 +59,8 @@ class SketchyNetV1(DistilledStudent):
     description = "SketchyNetV1: MobileNetV2 student, triplet + triplet-RKD (Huber), multi-canvas"
     params = {
         **STUDENT_PARAMS,
-        "lam": Param(0.5, "λ in λ·L_Tri + (1−λ)·L_RKD"),
-        "huber_beta": Param(1.0, "Huber threshold β of L_δ (PyTorch / RKD default 1)"),
+        "lam": Param(0.5, "λ in λ·L_Tri + (1−λ)·L_RKD", min=0.0, max=1.0),
+        "huber_beta": Param(1.0, "Huber threshold β of L_δ (PyTorch / RKD default 1)", min=1e-6, max=100.0),
         "rkd_norm": Param("mean", "distance normalisation before the Huber loss: each side's triplet distances "
                           "divided by their batch mean, or none", choices=("mean", "none")),
     }

@@ -404,9 +404,27 @@ class Runner:
                 "teacher_params": self.identity_params(cell.teacher) if cell.teacher else None,
                 **({"upstream_params": up} if (up := self.upstream_given(cell.method)) else {}),
                 **self.init_identity(cell.method),
+                # what the teacher and upstream started from, when any is not random init (a selector
+                # over a pretrained student is another cell than over one trained from scratch)
+                **({"chain_init": chain} if (chain := self._chain_init(cell)) else {}),
                 **({} if self.config.train else {"trained": False}),
             }
         )
+
+    def _chain_init(self, cell: GridCell) -> dict[str, Any]:
+        """The init identities of the methods ``cell.method`` is built on, if any is not the default."""
+        if not self.config.train:
+            return {}
+        members, todo = [], [cell.method]
+        while todo:
+            name = todo.pop()
+            cls = self.method_class(name)
+            nxt = [x for x in ((cell.teacher if cls.needs_teacher else None), self.upstream_of(name)) if x]
+            members += [m for m in nxt if m not in members]
+            todo += nxt
+        init = {m: self.init_identity(m) for m in members}
+        default = {"pretrained": False, "weights": None}
+        return init if any(v != default for v in init.values()) else {}
 
     # -- data and training -----------------------------------------------------------------
     def data(self, dataset: str, seed: int) -> RunData:
