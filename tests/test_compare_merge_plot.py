@@ -11,7 +11,7 @@ from sketchbench.results.schema import load_results
 from sketchbench.testing import run_cli
 
 FAST = ["-m", "triplet-timm", "-d", "tiny", "-p", "smoke", "--param", "backbone=test_efficientnet"]
-TIMING = ("latency_ms", "train_seconds", "traceback")
+TIMING = ("latency_ms", "query_latency_ms", "query_breakdown_ms", "train_seconds", "traceback")
 
 
 @pytest.fixture(scope="module")

@@ -191,8 +191,9 @@ class SelectorOnUpstream(OnUpstream):
         return self.bundle.predict(self.selector_inputs(items, data), self.device)
 
     def export_modules(self, canvases: Sequence[int], photo_size: int) -> dict[str, dict[str, Any]]:
-        """The upstream's encoders (over the selector's canvas set) and the selector graph."""
-        graphs = super().export_modules(self.bundle.canvases, photo_size)
+        """The upstream's own encoder graphs (over the selector's canvas set) and the selector graph."""
+        graphs = {k: g for k, g in self.up.export_modules(self.bundle.canvases, photo_size).items()
+                  if g.get("role") != "selector"}
         graphs["selector"] = self.bundle.export_graph()
         return graphs
 

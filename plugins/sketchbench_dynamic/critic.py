@@ -19,8 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from sketchbench import Method, RunData
-from sketchbench.measure.flops import count_flops
+from sketchbench import Method, RunData, count_flops
 from sketchbench.training import embed_in_batches, sample_negatives
 
 

@@ -230,6 +230,31 @@ def build_selector(encoder: str, num_canvases: int, hidden: int) -> CanvasSelect
     raise ValueError(f"unknown selector encoder {encoder!r} (one of {', '.join(ENCODERS)})")
 
 
+# -- export -------------------------------------------------------------------------------------------
+class ExportedSelector(nn.Module):
+    """The selector as a deployment graph: one sketch per call, unpadded, so no packing.
+
+    Sequence encoders take the ``(1, T, 5)`` rows of :func:`sequence_features` (the recurrent ones
+    run their ``nn.GRU``/``nn.LSTM`` on the whole sequence: the same last hidden state as the packed
+    training path for an unpadded sequence); the image encoder takes the uint8 ``(B, 32, 32)``
+    thumbnail, its normalisation inside the graph. Output: logits over the canvas set."""
+
+    def __init__(self, net: CanvasSelector) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        net = self.net
+        if isinstance(net, ImageSelector):
+            return net(thumbnails_to_input(x))
+        if isinstance(net, RNNSelector):
+            _, h = net.rnn(x)
+            if isinstance(h, tuple):
+                h = h[0]
+            return net.head(h[-1])
+        return net(x, None)
+
+
 # -- a selector with its inputs ------------------------------------------------------------------
 class SelectorBundle(nn.Module):
     """The selector network, the canvas set it chooses from, and how sketches become its input.
@@ -299,6 +324,34 @@ class SelectorBundle(nn.Module):
             out += self.net(x, lengths).argmax(dim=1).cpu().tolist()
         cs = self.canvases
         return [cs[k] for k in out]
+
+    def export_graph(self) -> dict:
+        """The selector's entry for :meth:`sketchbench.Method.export_modules`: the graph, an example
+        input, and the recipe that makes its input from a sketch (``sketchbench.measure.onnx.selector_input``)."""
+        if self.encoder == "image":
+            example = torch.full((1, THUMBNAIL, THUMBNAIL), 255, dtype=torch.uint8)
+            name, axes = "thumbnail", {0: "batch"}
+            recipe = {"kind": "thumbnail", "size": THUMBNAIL,
+                      "what": f"uint8 (B, {THUMBNAIL}, {THUMBNAIL}): the sketch rendered at {THUMBNAIL}x{THUMBNAIL}"}
+        else:
+            example = torch.zeros(1, 6, 5)
+            example[0, :, 0] = torch.linspace(-1, 1, 6)
+            example[0, :-1, 2], example[0, -1, 4] = 1.0, 1.0
+            name, axes = "sequence", {1: "points"}
+            recipe = {"kind": "stroke5", "max_points": self.max_points, "coords": self.coords,
+                      "offset_scale": float(self.offset_scale),
+                      "what": "float32 (1, T, 5), one sketch per call: the sketch simplified by Ramer-Douglas-Peucker "
+                              f"to at most {self.max_points} points, stroke-5 rows (dx, dy, p1, p2, p3) plus an end row; "
+                              + ("x, y summed back to absolute positions and mapped from [0, 1] to [-1, 1]"
+                                 if self.coords == "absolute" else
+                                 "offsets divided by offset_scale, the first row's start position mapped to [-1, 1]")}
+        return {
+            "module": ExportedSelector(self.net), "inputs": (example,), "role": "selector",
+            "input_names": [name], "output_names": ["logits"], "dynamic_axes": {name: axes, "logits": {0: "batch"}},
+            "about": {"encoder": self.encoder, "canvas_set": self.canvases, "input": recipe,
+                      "output": f"float32 (1, {len(self.canvases)}) logits over canvas_set",
+                      "choice": "canvas_set[argmax(logits)]: the sketch is then rendered at that canvas and encoded"},
+        }
 
     def flops_inputs(self, inputs: list[torch.Tensor] | torch.Tensor, device: torch.device) -> list[tuple[nn.Module, tuple]]:
         """(module, example input) per query: the sequence encoders see that sketch's own sequence

@@ -22,7 +22,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -33,10 +32,8 @@ from sketchbench.training import (
     create_backbone,
     edge_map,
     freeze_batchnorm,
-    random_flip,
-    random_shift,
     to_input,
-    triplet_batches,
+    triplet_epochs,
     triplet_loss,
 )
 
@@ -169,55 +166,30 @@ class TripletStudent(Method):
 
     def fit(self, trainer: Trainer, data: RunData, canvases: Sequence[int], epochs: int,
             max_steps: int | None = None, on_step: Any = None) -> int:
-        """Run the multi-canvas triplet loop for ``epochs`` (or ``max_steps`` steps); returns the
-        number of steps taken. ``on_step`` is called after each step (pruning schedules)."""
-        preset = data.preset
-        sketches = {c: data.sketches("train", c) for c in canvases}
-        photos = data.photos("train")
-        pairs = data.pairs("train")
-        hard = data.split("train").hard_negatives
-        rng = np.random.default_rng(self.ctx.seed + trainer.global_step)
-        gen = torch.Generator().manual_seed(self.ctx.seed + trainer.global_step)
-        augment = self.p["augment"]
-        steps_per_epoch = max(1, (len(pairs) + preset.batch_size - 1) // preset.batch_size)
-        total = steps_per_epoch * epochs if max_steps is None else max_steps
+        """Run the multi-canvas triplet loop (``sketchbench.training.triplet_epochs`` with one flip per
+        sketch and step, the same at every canvas) for ``epochs`` (or ``max_steps`` steps); returns
+        the number of steps taken. ``on_step`` is called after each step (pruning schedules)."""
         net = self._net()
         net.train()
         if self.p.get("freeze_bn"):
             freeze_batchnorm(net)
         taken = 0
-        for _ in trainer.epochs(max(1, -(-total // steps_per_epoch)), steps_per_epoch):
-            for a, p, n in triplet_batches(pairs, photos.shape[0], preset.batch_size, rng, hard):
-                if taken >= total:
-                    break
-                pos, neg = photos[p], photos[n]
-                flipped = torch.zeros(len(a), dtype=torch.bool)
-                if augment:
-                    pos, neg = random_flip(pos, gen), random_flip(neg, gen)
-                    # one flip per sketch and step, the same at every canvas
-                    flipped = torch.rand(len(a), generator=gen) < 0.5
-                with trainer.autocast():
-                    photo_emb, _ = self.forward(torch.cat([pos, neg]))
-                    fp, fn = photo_emb.split(len(a))
-                    batch = StepBatch(a, p, n, fp, fn, flipped)
-                    batch.targets = self.step_targets(batch)
-                    loss = 0.0
-                    for c in canvases:  # multi-canvas: L* = mean over the canvas set
-                        s = sketches[c][a]
-                        if augment:
-                            s = s.clone()
-                            s[flipped] = s[flipped].flip(-1)
-                            if self.shift_sketches:
-                                s = random_shift(s, generator=gen)
-                        emb, fmap = self.forward(s, with_map=self.uses_feature_maps)
-                        loss = loss + self.canvas_loss(batch, emb, fmap)
-                    loss = loss / len(canvases)
-                trainer.step(loss)
-                taken += 1
-                if on_step is not None:
-                    on_step(taken)
-            if taken >= total:
-                break
+        for b in triplet_epochs(data, trainer, epochs=epochs, canvases=canvases, seed=self.ctx.seed + trainer.global_step,
+                                augment=self.p["augment"], joint_flip=True, shift=self.shift_sketches, max_steps=max_steps):
+            with trainer.autocast():
+                photo_emb, _ = self.forward(torch.cat([b.pos, b.neg]))
+                fp, fn = photo_emb.split(len(b.anchors))
+                batch = StepBatch(b.anchors, b.positives, b.negatives, fp, fn, b.flipped)
+                batch.targets = self.step_targets(batch)
+                loss = 0.0
+                for c in canvases:  # multi-canvas: L* = mean over the canvas set
+                    emb, fmap = self.forward(b.sketches[c], with_map=self.uses_feature_maps)
+                    loss = loss + self.canvas_loss(batch, emb, fmap)
+                loss = loss / len(canvases)
+            trainer.step(loss)
+            taken += 1
+            if on_step is not None:
+                on_step(taken)
         net.eval()
         return taken
 

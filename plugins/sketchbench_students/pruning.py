@@ -62,9 +62,7 @@ import torch.nn.functional as F
 import torch_pruning as tp
 from torch import nn
 
-from sketchbench import Method, MethodContext, Param, RunData, SketchbenchError
-from sketchbench.base.artifacts import stable_hash
-from sketchbench.measure.flops import count_flops
+from sketchbench import Method, MethodContext, Param, RunData, SketchbenchError, count_flops, stable_hash
 from sketchbench.training import Trainer
 
 from .losses import layer_l2_normalise, taylor_criterion, thinet_greedy_selection, thinet_least_squares

@@ -33,8 +33,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from sketchbench import Method, RunData
-from sketchbench.base.artifacts import stable_hash
+from sketchbench import Method, RunData, stable_hash
 from sketchbench.training import embed_in_batches
 
 log = logging.getLogger("sketchbench")
@@ -206,7 +205,7 @@ def feature_maps_of(teacher: Method, images: torch.Tensor) -> torch.Tensor:
     with torch.inference_mode(), LastFeatureMap(branch) as grab:
         branch(teacher.prepare_sketch(images))
     if grab.value is None:
-        from sketchbench.base.errors import SketchbenchError
+        from sketchbench import SketchbenchError
 
         raise SketchbenchError(
             f"teacher {teacher.ctx.name!r} exposes no spatial feature map in its sketch branch "

@@ -50,8 +50,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sketchbench import Method, MethodContext, Param, RunData
-from sketchbench.base.errors import SketchbenchError
+from sketchbench import Method, MethodContext, Param, RunData, SketchbenchError
 from sketchbench.training import (
     PooledFeatures,
     Trainer,

@@ -66,8 +66,7 @@ from torch import nn
 from torch.func import functional_call
 from tqdm.auto import tqdm
 
-from sketchbench import Method, MethodContext, Param, RunData
-from sketchbench.base.errors import SketchbenchError, TrainingError
+from sketchbench import Method, MethodContext, Param, RunData, SketchbenchError, TrainingError
 from sketchbench.training import load_weights, sample_negatives, to_input, triplet_loss
 
 CODE = 128

@@ -44,8 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sketchbench import Method, MethodContext, Param, RunData, Sketch, render_sketch
-from sketchbench.base.errors import SketchbenchError
+from sketchbench import Method, MethodContext, Param, RunData, Sketch, SketchbenchError, render_sketch
 from sketchbench.training import (
     Trainer,
     create_backbone,

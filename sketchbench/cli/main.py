@@ -71,4 +71,4 @@ def main() -> None:
 
 
 # the commands register themselves on ``cli`` when imported
-from sketchbench.cli import demo, inspect, results, retrieve, run, weights  # noqa: E402,F401
+from sketchbench.cli import demo, export, inspect, results, retrieve, run, weights  # noqa: E402,F401

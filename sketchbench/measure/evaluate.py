@@ -10,7 +10,7 @@ import torch
 
 from sketchbench.data.rundata import RunData
 from sketchbench.measure.flops import count_flops, count_params
-from sketchbench.measure.latency import measure_latency_ms
+from sketchbench.measure.latency import cell_latency
 from sketchbench.measure.metrics import ranks, retrieval_metrics
 from sketchbench.method.interface import Method
 from sketchbench.method.training import embed_in_batches
@@ -38,7 +38,7 @@ def evaluate(method: Method, data: RunData, canvas: int | str) -> dict[str, Any]
     targets = data.pairs("test")
     table = FlopsTable(method)
     out: dict[str, Any] = {}
-    branch = method.sketch_branch().eval()
+    method.sketch_branch().eval()
 
     if canvas == "dynamic":
         items = data.items("test")
@@ -67,16 +67,14 @@ def evaluate(method: Method, data: RunData, canvas: int | str) -> dict[str, Any]
         hist = Counter(chosen)
         out["canvas_histogram"] = {str(c): hist.get(c, 0) for c in sorted(set(preset.canvases) | set(hist))}
         out["selector_gflops"] = mean_sel / 1e9
-        lat = 0.0
-        for c, n in hist.items():
-            lat += n * measure_latency_ms(branch, method.sketch_input(c), preset.latency_repeats, preset.latency_warmup)
-        latency = lat / len(chosen)
+        # encoder and end-to-end query latency in the preset's runtime (latency_runtime/_threads/_batch)
+        timing = cell_latency(method, data, dict(hist), chosen)
     else:
         c = int(canvas)
         queries = method.sketches_at(data, "test", c, range(len(targets)))
         sketch = embed_in_batches(method.encode_sketch, queries, bs)
         flops, params = table.at(c)
-        latency = measure_latency_ms(branch, method.sketch_input(c), preset.latency_repeats, preset.latency_warmup)
+        timing = cell_latency(method, data, {c: 1})
 
     with torch.inference_mode():
         dist = method.distance(sketch.to(method.device), photo_emb.to(method.device)).float().cpu()
@@ -87,7 +85,7 @@ def evaluate(method: Method, data: RunData, canvas: int | str) -> dict[str, Any]
     out["query_ranks"] = [int(x) for x in r.tolist()]
     out["gflops"] = flops / 1e9
     out["params_m"] = params / 1e6
-    out["latency_ms"] = latency
+    out.update(timing)  # latency_ms (encoder), query_latency_ms (end to end), runtime, threads, batch
     out["num_queries"] = int(len(targets))
     out["gallery_size"] = int(photos.shape[0])
     extra = method.extra_metrics(data, None if canvas == "dynamic" else int(canvas))

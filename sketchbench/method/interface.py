@@ -58,6 +58,20 @@ class MethodContext:
         return cls(name=name, params=params, preset=preset, device=torch.device(device), seed=seed, **init)
 
 
+class EncodeFunction(nn.Module):
+    """An encode function (uint8 images → embeddings) as a module, for tracing and export.
+    ``modules`` are the networks the function reads: registered here, so that the trace sees their
+    tensors as parameters (an unregistered parameter cannot become a graph constant)."""
+
+    def __init__(self, fn: Any, *modules: nn.Module) -> None:
+        super().__init__()
+        self.fn = fn
+        self.parts = nn.ModuleList(modules)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.fn(images)
+
+
 class Method(ABC):
     """Base class of all methods.
 
@@ -148,6 +162,47 @@ class Method(ABC):
         from sketchbench.method.training import to_input
 
         return to_input(images, channels=self.sketch_input(8).shape[1], device=self.device)
+
+    # -- deployment -----------------------------------------------------------------------------
+    def export_modules(self, canvases: Sequence[int], photo_size: int) -> dict[str, dict[str, Any]]:
+        """What ``sketchbench export`` writes as ONNX graphs (and the ``onnxruntime`` latency runtime
+        runs), by name. Each entry is a dict:
+
+        - ``module``: an ``nn.Module`` on tensors, traced by the exporter; ``inputs``: example inputs;
+        - ``input_names``, ``output_names``, ``dynamic_axes`` (``{name: {axis: label}}``);
+        - ``role``: ``"sketch_encoder"`` (verified at every canvas of ``canvases``, which it carries as
+          ``canvases``), ``"photo_encoder"`` or ``"selector"`` (a dynamic method's canvas choice: its
+          ``about`` gives ``canvas_set``, the ``input`` recipe, see
+          :func:`sketchbench.measure.onnx.selector_input`, and ``choice``);
+        - ``about``: JSON facts for the manifest (what the inputs and outputs are).
+
+        Default: the whole uint8 → embedding paths, :meth:`encode_sketch` (uint8 ``(B, c, c)``) and
+        :meth:`encode_photo` (uint8 ``(B, 3, S, S)``), so the input normalisation is in the graphs,
+        reading :meth:`modules` and :meth:`sketch_branch`. Override to add graphs (a canvas selector),
+        or when the encoders read networks outside those two."""
+        c0 = min(int(c) for c in canvases)
+        sketch = torch.full((1, c0, c0), 255, dtype=torch.uint8)
+        sketch[:, c0 // 4 : c0 // 2, c0 // 4 : 3 * c0 // 4] = 0
+        photo = torch.randint(0, 256, (1, 3, photo_size, photo_size), dtype=torch.uint8,
+                              generator=torch.Generator().manual_seed(0))
+        parts = (self.modules(), self.sketch_branch())
+        return {
+            "sketch_encoder": {
+                "module": EncodeFunction(self.encode_sketch, *parts), "inputs": (sketch,), "role": "sketch_encoder",
+                "canvases": [int(c) for c in canvases], "input_names": ["sketch"], "output_names": ["embedding"],
+                "dynamic_axes": {"sketch": {0: "batch", 1: "height", 2: "width"}, "embedding": {0: "batch"}},
+                "about": {"input": "uint8 (B, c, c): sketches rendered at canvas c, black (0) strokes on white (255)",
+                          "output": "float32 embeddings (B, ...) as encode_sketch returns them (normalisation inside)"},
+            },
+            "photo_encoder": {
+                "module": EncodeFunction(self.encode_photo, *parts), "inputs": (photo,), "role": "photo_encoder",
+                "input_names": ["photo"], "output_names": ["embedding"],
+                "dynamic_axes": {"photo": {0: "batch"}, "embedding": {0: "batch"}},
+                "about": {"input": f"uint8 (B, 3, {photo_size}, {photo_size}) RGB photos, channels first, "
+                                   "resized square as the dataset loader does",
+                          "output": "float32 embeddings (B, ...): the gallery, encoded once offline"},
+            },
+        }
 
     # -- dynamic methods ----------------------------------------------------------------------
     def choose_canvases(self, items: Sequence[SketchItem], data: RunData) -> list[int]:

@@ -297,18 +297,28 @@ class TripletBatch:
     sketches: dict[int, torch.Tensor]
     pos: torch.Tensor
     neg: torch.Tensor
+    #: which anchors were flipped (``joint_flip``: the same flip at every canvas), else all False
+    flipped: torch.Tensor | None = None
 
 
 def triplet_epochs(
     data, trainer: Trainer, *, epochs: int, canvases: Sequence[int], seed: int, augment: bool = True,
     sketch_transform: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
+    joint_flip: bool = False, shift: bool = True, max_steps: int | None = None,
 ) -> Iterator[TripletBatch]:
     """The triplet training loop every triplet-trained method shares: ``epochs`` passes over the
     train split in batches of the preset's size, negatives never equal to the positive (hard
     ones from the dataset's annotations when it has them), joint random flips of photos and
     flips + shifts of sketches (``augment``), sketches taken from the cached renders at each
-    canvas. ``sketch_transform`` (e.g. random erasing) runs on sketches before the augmentation.
-    Seeded by ``seed``; the trainer's progress bar counts the steps."""
+    canvas. Seeded by ``seed``; the trainer's progress bar counts the steps.
+
+    - ``sketch_transform`` (e.g. random erasing) runs on sketches before the augmentation;
+    - ``joint_flip``: each anchor is flipped (or not) the same way at every canvas, and
+      ``TripletBatch.flipped`` says which (multi-canvas students, whose cached teacher targets
+      must be flipped with the sketch); otherwise each canvas draws its own flips;
+    - ``shift=False``: no random shifts (a shifted sketch would no longer match a cached map);
+    - ``max_steps``: stop after this many steps (pruning schedules), epochs rounded up to cover them.
+    """
     preset = data.preset
     sketches = {c: data.sketches("train", c) for c in canvases}
     photos, pairs = data.photos("train"), data.pairs("train")
@@ -316,20 +326,34 @@ def triplet_epochs(
     rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(seed)
     steps = max(1, (len(pairs) + preset.batch_size - 1) // preset.batch_size)
-    for _ in trainer.epochs(epochs, steps):
+    total = steps * epochs if max_steps is None else max_steps
+    taken = 0
+    for _ in trainer.epochs(max(1, -(-total // steps)), steps):
         for a, p, n in triplet_batches(pairs, photos.shape[0], preset.batch_size, rng, hard):
+            if taken >= total:
+                return
             pos, neg = photos[p], photos[n]
+            flipped = torch.zeros(len(a), dtype=torch.bool)
             if augment:
                 pos, neg = random_flip(pos, gen), random_flip(neg, gen)
+                if joint_flip:
+                    flipped = torch.rand(len(a), generator=gen) < 0.5
             views = {}
             for c in canvases:
                 s = sketches[c][a]
                 if sketch_transform is not None:
                     s = sketch_transform(s, gen)
-                if augment:
-                    s = random_shift(random_flip(s, gen), generator=gen)
+                if augment and joint_flip:
+                    s = s.clone()
+                    s[flipped] = s[flipped].flip(-1)
+                    if shift:
+                        s = random_shift(s, generator=gen)
+                elif augment:
+                    s = random_flip(s, gen)
+                    s = random_shift(s, generator=gen) if shift else s
                 views[c] = s
-            yield TripletBatch(a, p, n, views, pos, neg)
+            taken += 1
+            yield TripletBatch(a, p, n, views, pos, neg, flipped)
 
 
 def random_flip(images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -25,6 +25,10 @@ A benchmark file::
 Optional ``analyses = ["resolution", "smallest-rank1"]`` adds the pilot study's tables (accuracy
 as the canvas falls; the smallest canvas at which each query's photo ranks first, see
 :mod:`sketchbench.results.resolution`) to the Markdown, and their plot as ``NAME-resolution.png/svg``.
+``analyses = ["latency"]`` measures the machine's compute bound after the grid, at each thread count
+the cells were timed at (into the results file as ``compute_bound``), and adds the latency-per-runtime
+table of :mod:`sketchbench.results.latency` and its plot, ``NAME-runtimes.png/svg``; sweep runtimes
+with ``set = { latency_runtime = ["torch", "onnxruntime"] }``.
 """
 
 from __future__ import annotations
@@ -45,6 +49,9 @@ from sketchbench.results.resolution import ANALYSES, plot_resolution, render_res
 from sketchbench.results.schema import cells_of, load_results, new_results, write_results
 from sketchbench.run.presets import load_preset
 from sketchbench.run.runner import RunConfig, Runner, resolve_device
+
+#: the analyses a benchmark file may list: the pilot study's and the latency-per-runtime one
+BENCH_ANALYSES = (*ANALYSES, "latency")
 
 
 def default_bench_dir() -> Path:
@@ -69,8 +76,9 @@ def load_spec(name: str, bench_dir: Path) -> dict[str, Any]:
     if not isinstance(spec.get("grid"), list) or not spec["grid"]:
         raise SketchbenchError(f"{path}: needs at least one [[grid]] table")
     for a in spec.get("analyses", []):
-        if a not in ANALYSES:
-            raise SketchbenchError(f"{path}: unknown analysis {a!r} (known: {', '.join(ANALYSES)})" + did_you_mean(a, ANALYSES))
+        if a not in BENCH_ANALYSES:
+            raise SketchbenchError(f"{path}: unknown analysis {a!r} (known: {', '.join(BENCH_ANALYSES)})"
+                                   + did_you_mean(a, BENCH_ANALYSES))
     return spec
 
 
@@ -116,6 +124,9 @@ def run_bench(name: str, spec: dict[str, Any], base: RunConfig, out_dir: Path, p
             code = c
     results = load_results(results_path)
     results["command"] = command
+    analyses = spec.get("analyses", [])
+    if "latency" in analyses:
+        results["compute_bound"] = _compute_bounds(results, base)
     write_results(results_path, results)
     md = [f"# {spec.get('title', name)}", "", spec.get("description", "").strip(), "",
           f"Made by: `{command}`", "",
@@ -123,7 +134,6 @@ def run_bench(name: str, spec: dict[str, Any], base: RunConfig, out_dir: Path, p
           f"sketchbench {results['sketchbench_version']} ({results.get('git_commit') or 'no git'}).", "",
           f"FLOPs convention: {results['flops_convention']}", "",
           render(cells_of(results), "markdown"), ""]
-    analyses = spec.get("analyses", [])
     if "resolution" in analyses:
         md += ["## Accuracy as the query canvas falls", "",
                "acc@1 at each canvas; the drop is from the series' largest canvas to its smallest, per seed.", "",
@@ -133,14 +143,32 @@ def run_bench(name: str, spec: dict[str, Any], base: RunConfig, out_dir: Path, p
                "Share of the test queries (%) whose photo first comes top at that canvas (at no smaller one); "
                "'never' = not first at any canvas.", "",
                render_smallest_rank1(cells_of(results)), ""]
+    if "latency" in analyses:
+        from sketchbench.results.latency import render_latency
+
+        md += ["## Latency per runtime", "", render_latency(cells_of(results), results["compute_bound"]), ""]
     (out_dir / f"{name}.md").write_text("\n".join(md))
     if plot:
         from sketchbench.results.plot import plot_results
 
         try:
             plot_results(cells_of(results), out_dir / name)
-            if analyses:
+            if "resolution" in analyses or "smallest-rank1" in analyses:
                 plot_resolution(cells_of(results), out_dir / f"{name}-resolution")
+            if "latency" in analyses:
+                from sketchbench.results.latency import plot_latency
+
+                plot_latency(cells_of(results), results["compute_bound"], out_dir / f"{name}-runtimes")
         except SketchbenchError as exc:
             print(f"warning: no plot: {exc}", file=sys.stderr)
     return results_path, code
+
+
+def _compute_bounds(results: dict[str, Any], base: RunConfig) -> dict[str, dict[str, Any]]:
+    """The machine's compute bound at every thread count the file's cells were timed at, measured now."""
+    from sketchbench.measure.latency import compute_bound
+
+    threads = sorted({int(c["latency_threads"]) for c in results["cells"]
+                      if c.get("status") == "ok" and c.get("latency_threads") is not None})
+    device = resolve_device(base.device)
+    return {str(t): compute_bound(t, device) for t in threads}

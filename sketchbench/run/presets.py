@@ -33,6 +33,11 @@ class Preset:
     sketches_per_instance: int
     #: the default ``--pretrained`` for methods with a pretrainable backbone: ``none``, ``auto`` or a source
     pretrained: str = "none"
+    #: how latency is measured (sketchbench.measure.latency): the runtime, its threads (0 = torch's
+    #: current count) and the encoder's batch; evaluation only, they never change a trained model
+    latency_runtime: str = "torch"
+    latency_threads: int = 0
+    latency_batch: int = 1
     overrides: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -43,6 +48,9 @@ class Preset:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["canvases"] = list(self.canvases)
+        for key in LATENCY_KEYS:  # at their defaults they are left out, so run hashes stay as they were
+            if d.get(key) == _LATER_KEYS[key]:
+                d.pop(key)
         return d
 
     def identity(self, exclude: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -50,6 +58,10 @@ class Preset:
         list, none of ``exclude``, and no key added after 0.1 while it is at its default (so adding
         a preset key never changes the identity of existing cells and checkpoints)."""
         d = self.to_dict()
+        if any(key in LATENCY_KEYS or key == "latency_repeats" for key in exclude):
+            # how latency is measured never changes a trained model: the runner's trained-model key
+            # excludes latency_repeats/latency_warmup, and with them every latency key
+            exclude = (*exclude, *LATENCY_KEYS)
         for key in ("description", "overrides", *exclude):
             d.pop(key, None)
         for key, default in _LATER_KEYS.items():
@@ -59,7 +71,9 @@ class Preset:
 
 
 #: preset keys added after the first release, with the default that leaves identities unchanged
-_LATER_KEYS: dict[str, Any] = {"pretrained": "none"}
+_LATER_KEYS: dict[str, Any] = {"pretrained": "none", "latency_runtime": "torch", "latency_threads": 0, "latency_batch": 1}
+#: the preset keys that say how latency is measured (added later: neutral at their defaults)
+LATENCY_KEYS = ("latency_runtime", "latency_threads", "latency_batch")
 
 
 def preset_names() -> list[str]:
@@ -110,6 +124,10 @@ def load_preset(name: str, overrides: dict[str, str] | None = None) -> Preset:
         if key not in fields:
             raise SketchbenchError(f"unknown preset key {key!r}." + did_you_mean(key, fields))
         data[key] = _coerce(key, raw, data[key])
+    if data.get("latency_runtime", "torch") != "torch":
+        from sketchbench.measure.latency import check_runtime
+
+        check_runtime(str(data["latency_runtime"]))
     for key, (lo, hi, why) in RANGES.items():
         value = data.get(key)
         if value is None or isinstance(value, bool) or not isinstance(value, int | float):
@@ -133,6 +151,8 @@ RANGES: dict[str, tuple[float, float, str]] = {
     "eval_batch_size": (1, 8192, "the evaluation batch"),
     "latency_repeats": (1, 100000, "at least one timed repeat"),
     "latency_warmup": (0, 100000, "warm-up runs before timing"),
+    "latency_threads": (0, 4096, "0 = torch's current thread count"),
+    "latency_batch": (1, 4096, "queries per encoder call"),
     "instances": (2, 100000, "a generated dataset needs two photos to retrieve among"),
     "sketches_per_instance": (1, 1000, "sketches per generated photo"),
 }
