@@ -175,12 +175,16 @@ class Sketch:
         # beyond the bounding-box diagonal every stroke is down to its end points: stop there
         x0, y0, x1, y1 = self.bbox()
         eps_max = max(float(np.hypot(x1 - x0, y1 - y0)), eps) * 1.01
+        # RDP's split tree does not depend on the tolerance: each point's importance (the smallest
+        # split distance on its path) is computed once, and every tolerance is then a comparison
+        importance = [_rdp_importance(s) for s in strokes]
         while True:
-            kept = [s[_rdp_mask(s, eps)] for s in strokes]
-            total = sum(len(k) for k in kept)
+            masks = [imp > eps for imp in importance]
+            total = sum(int(m.sum()) for m in masks)
             if max_points is None or total <= max_points or eps >= eps_max:
                 break
             eps = min(eps * 1.5, eps_max)
+        kept = [s[m] for s, m in zip(strokes, masks, strict=True)]
         if max_points is not None and total > max_points:
             # rank by the drawn (unsimplified) length: a long wiggly stroke outranks its chord
             lengths = [float(np.hypot(*np.diff(s, axis=0).T).sum()) if len(s) > 1 else 0.0 for s in strokes]
@@ -198,6 +202,36 @@ class Sketch:
         lo = self.points[:, :2].min(axis=0)
         hi = self.points[:, :2].max(axis=0)
         return float(lo[0]), float(lo[1]), float(hi[0]), float(hi[1])
+
+
+def _rdp_importance(points: np.ndarray) -> np.ndarray:
+    """Per point, the largest Ramer–Douglas–Peucker tolerance at which it is still kept: RDP splits
+    each interval at its farthest point whatever the tolerance, so a point is kept at ``eps`` exactly
+    when every split on its path (itself included) is farther than ``eps``. End points: ``inf``.
+    ``_rdp_mask(points, eps) == (_rdp_importance(points) > eps)``."""
+    n = len(points)
+    imp = np.full(n, np.inf)
+    if n <= 2:
+        return imp
+    imp[1:-1] = -np.inf
+    stack = [(0, n - 1, np.inf)]
+    while stack:
+        i, j, bound = stack.pop()
+        if j <= i + 1:
+            continue
+        a, b = points[i], points[j]
+        seg = points[i + 1 : j]
+        ab = b - a
+        norm2 = float(ab @ ab)
+        t = np.zeros(len(seg)) if norm2 == 0 else np.clip((seg - a) @ ab / norm2, 0.0, 1.0)
+        dist = np.hypot(*(seg - a - t[:, None] * ab).T)
+        k = int(np.argmax(dist))
+        m = i + 1 + k
+        value = min(bound, float(dist[k]))
+        imp[m] = value
+        stack.append((i, m, value))
+        stack.append((m, j, value))
+    return imp
 
 
 def _rdp_mask(points: np.ndarray, eps: float) -> np.ndarray:
