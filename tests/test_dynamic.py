@@ -58,7 +58,7 @@ class CanvasQualityCritic(Method):
                 for i in range(len(imgs)):
                     self.sketch_table[(c, imgs[i].numpy().tobytes())] = vecs[pairs[i]] + noise[c] * torch.randn(dim, generator=g)
 
-    def train(self, data, canvases, teacher=None, upstream=None) -> None:
+    def train(self, data, canvases, teacher=None) -> None:
         pass
 
     def encode_sketch(self, images: torch.Tensor) -> torch.Tensor:
@@ -146,9 +146,10 @@ def test_rank_convention_ties_count_against():
 )
 def test_lambda_f_knob_moves_the_selector(data, critic, params, expected):
     m = build_method("sketchynet-v2", rl_epochs=10, **params)
-    m.train(data, data.preset.canvases, upstream=critic)
+    m.bind_upstream(critic)
+    m.train(data, data.preset.canvases)
     m.eval()
-    chosen = m.choose_canvases(data.items("test"), data)
+    chosen = m.choose_canvases(data, "test")
     assert sum(c == expected for c in chosen) >= 0.8 * len(chosen), chosen
 
 
@@ -158,8 +159,9 @@ def test_intermediate_lambda_f_trades_accuracy_for_flops(data, critic):
     clean = CanvasQualityCritic(data, {SMALL: 0.0, LARGE: 0.0}, seed=1)
     for up, expected in ((critic, LARGE), (clean, SMALL)):
         m = build_method("sketchynet-v2", rl_epochs=10, lambda_f=0.3)
-        m.train(data, data.preset.canvases, upstream=up)
-        chosen = m.eval().choose_canvases(data.items("test"), data)
+        m.bind_upstream(up)
+        m.train(data, data.preset.canvases)
+        chosen = m.eval().choose_canvases(data, "test")
         assert sum(c == expected for c in chosen) >= 0.8 * len(chosen), (expected, chosen)
 
 
@@ -167,17 +169,18 @@ def test_intermediate_lambda_f_trades_accuracy_for_flops(data, critic):
 @pytest.mark.parametrize("encoder", ENCODERS)
 def test_each_encoder_trains_and_adds_its_flops_per_query(data, timm_upstream, encoder):
     m = build_method("sketchynet-v2", encoder=encoder, rl_epochs=2)
-    m.train(data, data.preset.canvases, upstream=timm_upstream)
+    m.bind_upstream(timm_upstream)
+    m.train(data, data.preset.canvases)
     m.eval()
     res = evaluate(m, data, "dynamic")
     items = data.items("test")
     assert sum(res["canvas_histogram"].values()) == len(items) == res["num_queries"]
-    chosen = m.choose_canvases(items, data)
+    chosen = m.choose_canvases(data, "test")
     per_canvas = {c: count_flops(timm_upstream.sketch_branch(), timm_upstream.sketch_input(c))[0] for c in set(chosen)}
     enc = [per_canvas[c] for c in chosen]
     per_shape: dict[tuple, float] = {}
     sel = []
-    for mod, ex in m.selector_flops_inputs(items, data):
+    for mod, ex in m.selector_flops_inputs(data, "test"):
         shape = tuple(ex[0].shape)
         if shape not in per_shape:
             per_shape[shape] = count_flops(mod, ex)[0]
@@ -219,14 +222,14 @@ def test_v2_state_round_trip_and_needs_upstream(data, critic):
     m = build_method("sketchynet-v2", rl_epochs=3)
     with pytest.raises(SketchbenchError):
         m.train(data, data.preset.canvases)  # no upstream given
-    m.train(data, data.preset.canvases, upstream=critic)
+    m.bind_upstream(critic)
+    m.train(data, data.preset.canvases)
     fresh = build_method("sketchynet-v2", rl_epochs=3)
     fresh.load_state(m.state())
     with pytest.raises(SketchbenchError):
         fresh.encode_photo(data.photos("test")[:1])  # restored, but not yet given its upstream
     fresh.bind_upstream(critic)
-    items = data.items("test")
-    assert fresh.eval().choose_canvases(items, data) == m.eval().choose_canvases(items, data)
+    assert fresh.eval().choose_canvases(data, "test") == m.eval().choose_canvases(data, "test")
     assert torch.equal(fresh.encode_photo(data.photos("test")), critic.encode_photo(data.photos("test")))
 
 
@@ -244,7 +247,8 @@ def test_drs_labels_by_hand():
 
 def test_drs_trains_on_its_labels(data, critic):
     m = build_method("b-drs", epochs=10)
-    m.train(data, data.preset.canvases, upstream=critic)
+    m.bind_upstream(critic)
+    m.train(data, data.preset.canvases)
     # the fake critic ranks every photo first at the large canvas and rarely at the small one
     tables = critic_tables(critic, data, [SMALL, LARGE], negatives=1)
     share_large = float((drs_labels(tables.ranks) == 1).float().mean())
@@ -261,14 +265,16 @@ def test_bfr_picks_the_best_fixed_canvas(data, critic):
     assert int(torch.argmax(bfr_scores(acc, q, 0.05))) == 1  # normalised FLOPs 0, 0.2, 1: 0.32 − 0.01 wins
     assert int(torch.argmax(bfr_scores(acc, q, 0.1))) == 0  # 0.30 = 0.32 − 0.02: a tie goes to the smaller
     m = build_method("b-bfr")
-    m.train(data, data.preset.canvases, upstream=critic)
+    m.bind_upstream(critic)
+    m.train(data, data.preset.canvases)
     res = evaluate(m.eval(), data, "dynamic")
     assert res["canvas_histogram"] == {str(SMALL): 0, str(LARGE): res["num_queries"]}
     assert res["selector_gflops"] == 0 and res["extra"]["bfr_canvas"] == LARGE
     assert res["acc1"] == 100.0
     clean = CanvasQualityCritic(data, {SMALL: 0.0, LARGE: 0.0})
-    m.train(data, data.preset.canvases, upstream=clean)  # equal accuracy: ties go to the smaller canvas
-    assert m.choose_canvases(data.items("test"), data) == [SMALL] * len(data.items("test"))
+    m.bind_upstream(clean)
+    m.train(data, data.preset.canvases)  # equal accuracy: ties go to the smaller canvas
+    assert m.choose_canvases(data, "test") == [SMALL] * len(data.items("test"))
 
 
 def test_crop_fills_the_box_and_the_ink_rule(data):
@@ -286,9 +292,10 @@ def test_crop_fills_the_box_and_the_ink_rule(data):
 def test_crop_renders_replace_the_cached_ones(data, timm_upstream):
     m = build_method("b-crop", max_ink=1.0)  # every crop fits the smallest canvas
     assert isinstance(m, BCrop)
-    m.train(data, data.preset.canvases, upstream=timm_upstream)
+    m.bind_upstream(timm_upstream)
+    m.train(data, data.preset.canvases)
     items = data.items("test")
-    assert m.choose_canvases(items, data) == [SMALL] * len(items)
+    assert m.choose_canvases(data, "test") == [SMALL] * len(items)
     crops = m.sketches_at(data, "test", SMALL, range(len(items)))
     assert crops.shape == data.sketches("test", SMALL).shape and crops.dtype == torch.uint8
     assert not torch.equal(crops, data.sketches("test", SMALL))

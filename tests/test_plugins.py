@@ -93,7 +93,7 @@ class FakeEmbed(Method):
 
     encode_photo = encode_sketch
 
-    def train(self, data, canvases, teacher=None, upstream=None):
+    def train(self, data, canvases, teacher=None):
         sketches, photos, pairs = data.sketches("train", canvases[0]), data.photos("train"), data.pairs("train")
         trainer = Trainer(self.net.parameters(), lr=1e-3, device=self.device, desc=self.ctx.name)
         for _ in trainer.epochs(1, 1):

@@ -64,7 +64,7 @@ def test_teacher_is_trained_once_and_reused(tmp_path, monkeypatch):
             super().__init__(ctx)
             self.net = nn.Sequential(nn.Conv2d(3, 4, 3, stride=2), nn.AdaptiveAvgPool2d(1), nn.Flatten())
 
-        def train(self, data, canvases, teacher=None, upstream=None):
+        def train(self, data, canvases, teacher=None):
             assert teacher is not None
             calls.append(("student", tuple(canvases)))
 
@@ -120,7 +120,7 @@ class _Flaky(Method):
         super().__init__(ctx)
         self.net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten())
 
-    def train(self, data, canvases, teacher=None, upstream=None):
+    def train(self, data, canvases, teacher=None):
         if canvases == (32,):
             raise RuntimeError("boom at 32")
         trainer = Trainer(self.net.parameters(), lr=0.1, device=self.device, desc="flaky")

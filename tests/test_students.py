@@ -73,7 +73,7 @@ class MiniTeacher(Method):
         self.calls["distance"] += 1
         return self.p["w"] * torch.cdist(sketches, photos).pow(2)
 
-    def train(self, data, canvases, teacher=None, upstream=None) -> None:
+    def train(self, data, canvases, teacher=None) -> None:
         pass
 
 

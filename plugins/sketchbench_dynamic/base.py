@@ -56,13 +56,13 @@ class OnUpstream(Method):
         if self._upstream is None:
             raise SketchbenchError(
                 f"{self.ctx.name}: no trained upstream was given (it runs on a frozen {self.upstream_name}); "
-                "pass upstream=... to train()"
+                "bind it with bind_upstream() first"
             )
         return self._upstream
 
-    def freeze_upstream(self, upstream: Method | None) -> Method:
-        if upstream is None:
-            upstream = self._upstream
+    def freeze_upstream(self) -> Method:
+        """The bound upstream (``bind_upstream``, called by the runner before ``train``), frozen."""
+        upstream = self._upstream
         if upstream is None:
             raise SketchbenchError(f"{self.ctx.name} needs its trained upstream ({self.upstream_name}) to train")
         self.bind_upstream(upstream)
@@ -105,38 +105,14 @@ def canvas_set(data: RunData, canvases: Sequence[int] | None = None) -> list[int
     return cs
 
 
-def item_vectors(items: Sequence[SketchItem], data: RunData) -> list[Sketch]:
-    """Vector form of each item; raster-only items are vectorised (as ``data.vectors`` does, and
-    through it when ``items`` is a whole split, so its cache is shared)."""
-    for split in ("train", "test"):
-        if items is data.items(split):
-            return data.vectors(split)
-    out = []
-    for item in items:
-        if item.vector is not None:
-            out.append(item.vector)
-            continue
-        try:
-            out.append(vectorise(item.raster))
-        except BadSketch:
-            out.append(Sketch(np.array([[0.5, 0.5, 1.0]], dtype=np.float32)))
-    return out
-
-
-def item_thumbnails(items: Sequence[SketchItem], data: RunData, size: int) -> torch.Tensor:
-    """uint8 ``(N, size, size)`` renders of the items (the cached renders for a whole split)."""
-    split = split_of(items, data)
-    if split is not None:
-        return data.sketches(split, size)
-    return torch.from_numpy(np.stack([render_item(i.vector, i.raster, size) for i in items]))
-
-
-def split_of(items: Sequence[SketchItem], data: RunData) -> str | None:
-    """``"train"``/``"test"`` when ``items`` is that whole split (the runner passes the test split)."""
-    for split in ("train", "test"):
-        if items is data.items(split):
-            return split
-    return None
+def one_vector(item: SketchItem) -> Sketch:
+    """The vector form of one query; a raster is vectorised (a blank one becomes a single dot)."""
+    if item.vector is not None:
+        return item.vector
+    try:
+        return vectorise(item.raster)
+    except BadSketch:
+        return Sketch(np.array([[0.5, 0.5, 1.0]], dtype=np.float32))
 
 
 class SelectorOnUpstream(OnUpstream):
@@ -168,7 +144,7 @@ class SelectorOnUpstream(OnUpstream):
             raise SketchbenchError(f"{self.ctx.name}: the selector needs at least two training sketches")
         if self.bundle.encoder != "image":
             self.bundle.fit_inputs(data.vectors("train"))
-        return cs, self.selector_inputs(items, data)
+        return cs, self.selector_inputs(data, "train")
 
     def modules(self) -> nn.Module:
         return self.bundle
@@ -180,15 +156,23 @@ class SelectorOnUpstream(OnUpstream):
         self.bundle.load_state_dict(state["state_dict"])
         self.bundle.clear_memo()
 
-    def selector_inputs(self, items: Sequence[SketchItem], data: RunData) -> list[torch.Tensor] | torch.Tensor:
-        split = split_of(items, data)
-        key = (id(data), split) if split is not None else None
+    def selector_inputs(self, data: RunData, split: str) -> list[torch.Tensor] | torch.Tensor:
+        """The selector's input of every sketch of ``split`` (memoised per data and split)."""
+        key = (id(data), split)
         if self.bundle.encoder == "image":
-            return self.bundle.inputs(None, item_thumbnails(items, data, THUMBNAIL), key)
-        return self.bundle.inputs(item_vectors(items, data), None, key)
+            return self.bundle.inputs(None, data.sketches(split, THUMBNAIL), key)
+        return self.bundle.inputs(data.vectors(split), None, key)
 
-    def choose_canvases(self, items: Sequence[SketchItem], data: RunData) -> list[int]:
-        return self.bundle.predict(self.selector_inputs(items, data), self.device)
+    def choose_canvases(self, data: RunData, split: str) -> list[int]:
+        return self.bundle.predict(self.selector_inputs(data, split), self.device)
+
+    def choose_canvas(self, item: SketchItem) -> int:
+        if self.bundle.encoder == "image":
+            thumb = torch.from_numpy(render_item(item.vector, item.raster, THUMBNAIL)[None])
+            inputs = self.bundle.inputs(None, thumb)
+        else:
+            inputs = self.bundle.inputs([one_vector(item)], None)
+        return self.bundle.predict(inputs, self.device)[0]
 
     def export_modules(self, canvases: Sequence[int], photo_size: int) -> dict[str, dict[str, Any]]:
         """The upstream's own encoder graphs (over the selector's canvas set) and the selector graph."""
@@ -197,5 +181,5 @@ class SelectorOnUpstream(OnUpstream):
         graphs["selector"] = self.bundle.export_graph()
         return graphs
 
-    def selector_flops_inputs(self, items: Sequence[SketchItem], data: RunData) -> list[tuple[nn.Module, tuple]]:
-        return self.bundle.flops_inputs(self.selector_inputs(items, data), self.device)
+    def selector_flops_inputs(self, data: RunData, split: str) -> list[tuple[nn.Module, tuple]]:
+        return self.bundle.flops_inputs(self.selector_inputs(data, split), self.device)

@@ -53,7 +53,7 @@ from sketchbench import (
 )
 from sketchbench.training import Trainer
 
-from .base import OnUpstream, SelectorOnUpstream, canvas_set, split_of
+from .base import OnUpstream, SelectorOnUpstream, canvas_set
 from .critic import critic_tables
 from .selectors import COORDS, ENCODERS
 
@@ -101,9 +101,8 @@ class BBFR(OnUpstream):
         k = min(n, max(1, math.ceil(self.p["val_fraction"] * n)))
         return sorted(np.random.default_rng(self.ctx.seed).permutation(n)[:k].tolist())
 
-    def train(self, data: RunData, canvases: Sequence[int], teacher: Method | None = None,
-              upstream: Method | None = None) -> None:
-        up = self.freeze_upstream(upstream)
+    def train(self, data: RunData, canvases: Sequence[int], teacher: Method | None = None) -> None:
+        up = self.freeze_upstream()
         cs = canvas_set(data, canvases)
         val = self.validation_indices(len(data.items("train")))
         tables = critic_tables(up, data, cs, indices=val, negatives=1, seed=self.ctx.seed)
@@ -113,8 +112,11 @@ class BBFR(OnUpstream):
         self.choice.chosen.fill_(cs[int(torch.argmax(scores))])  # first maximum: ties go to the smaller canvas
         self.choice.val_acc1.copy_(acc1)
 
-    def choose_canvases(self, items: Sequence[SketchItem], data: RunData) -> list[int]:
-        return [int(self.choice.chosen)] * len(items)
+    def choose_canvases(self, data: RunData, split: str) -> list[int]:
+        return [int(self.choice.chosen)] * len(data.items(split))
+
+    def choose_canvas(self, item: SketchItem) -> int:
+        return int(self.choice.chosen)
 
     def extra_metrics(self, data: RunData, canvas: int | None) -> dict[str, float]:
         out = {"bfr_canvas": float(self.choice.chosen)}
@@ -157,9 +159,8 @@ class BDRS(SelectorOnUpstream):
         super().load_state(state)
         self.label_share = dict(state.get("label_share", {}))
 
-    def train(self, data: RunData, canvases: Sequence[int], teacher: Method | None = None,
-              upstream: Method | None = None) -> None:
-        up = self.freeze_upstream(upstream)
+    def train(self, data: RunData, canvases: Sequence[int], teacher: Method | None = None) -> None:
+        up = self.freeze_upstream()
         cs, inputs = self.prepare_training(data, canvases)
         tables = critic_tables(up, data, cs, negatives=1, seed=self.ctx.seed)
         labels = drs_labels(tables.ranks)
@@ -251,19 +252,20 @@ class BCrop(OnUpstream):
     def state(self) -> dict[str, Any]:
         return {"state_dict": {}, "canvases": list(self.canvases)}
 
-    def train(self, data: RunData, canvases: Sequence[int], teacher: Method | None = None,
-              upstream: Method | None = None) -> None:
-        self.freeze_upstream(upstream)
+    def train(self, data: RunData, canvases: Sequence[int], teacher: Method | None = None) -> None:
+        self.freeze_upstream()
         self.canvases = canvas_set(data, canvases)
 
-    def choose_canvases(self, items: Sequence[SketchItem], data: RunData) -> list[int]:
-        split = split_of(items, data) or "?"
+    def choose_canvases(self, data: RunData, split: str) -> list[int]:
         out = []
-        for i, item in enumerate(items):
+        for i, item in enumerate(data.items(split)):
             c, img = crop_canvas(item, self.canvases, self.p["max_ink"])
             self._renders[(id(data), split, c, i)] = img
             out.append(c)
         return out
+
+    def choose_canvas(self, item: SketchItem) -> int:
+        return crop_canvas(item, self.canvases, self.p["max_ink"])[0]
 
     def sketches_at(self, data: RunData, split: str, canvas: int, indices: Sequence[int]) -> torch.Tensor:
         items = data.items(split)

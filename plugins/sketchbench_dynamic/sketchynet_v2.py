@@ -137,9 +137,8 @@ class SketchyNetV2(SelectorOnUpstream):
         self.rl_log = dict(state.get("rl_log", {}))
 
     # -- training ------------------------------------------------------------------------------
-    def train(self, data: RunData, canvases: Sequence[int], teacher: Method | None = None,
-              upstream: Method | None = None) -> None:
-        up = self.freeze_upstream(upstream)
+    def train(self, data: RunData, canvases: Sequence[int], teacher: Method | None = None) -> None:
+        up = self.freeze_upstream()
         cs, inputs = self.prepare_training(data, canvases)
         tables = critic_tables(up, data, cs, negatives=self.p["negatives"], seed=self.ctx.seed)
         self.reinforce(inputs, tables, data.preset.batch_size)

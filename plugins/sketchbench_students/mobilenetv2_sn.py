@@ -154,8 +154,7 @@ class TripletStudent(Method):
         return triplet_loss(sketch_emb, batch.photo_pos, batch.photo_neg, self.p["margin"])
 
     # -- training -------------------------------------------------------------------------------
-    def train(self, data: RunData, canvases: Sequence[int], teacher: Method | None = None,
-              upstream: Method | None = None) -> None:
+    def train(self, data: RunData, canvases: Sequence[int], teacher: Method | None = None) -> None:
         if self.needs_teacher and teacher is None:
             raise SketchbenchError(f"{self.ctx.name} needs a trained teacher")
         extra = self.setup_training(data, canvases, teacher)

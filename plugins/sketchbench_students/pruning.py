@@ -416,8 +416,7 @@ class _PrunedTeacher(TripletStudent):
         return dict(self.report)
 
     # -- training -------------------------------------------------------------------------------
-    def train(self, data: RunData, canvases: Sequence[int], teacher: Method | None = None,
-              upstream: Method | None = None) -> None:
+    def train(self, data: RunData, canvases: Sequence[int], teacher: Method | None = None) -> None:
         if teacher is None:
             raise SketchbenchError(f"{self.ctx.name} needs a trained teacher")
         self.spec = teacher_spec(teacher)

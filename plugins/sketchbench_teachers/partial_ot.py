@@ -224,8 +224,7 @@ class PartialOT(Method):
         return torch.cat(rows) if rows else torch.empty(0, len(photos))
 
     # -- training ----------------------------------------------------------------------------
-    def train(self, data: RunData, canvases: Sequence[int], teacher: Method | None = None,
-              upstream: Method | None = None) -> None:
+    def train(self, data: RunData, canvases: Sequence[int], teacher: Method | None = None) -> None:
         canvas = int(canvases[0])
         lr = self.p["lr"] or data.preset.lr
         trainer = Trainer(self.net.parameters(), lr=lr, device=self.device, desc=self.ctx.name)

@@ -307,8 +307,7 @@ class StyleVAE(Method):
             inner_total = float(inner.detach()) + float(self.regulariser())
         return inner_total, float(outer.detach())
 
-    def train(self, data: RunData, canvases: Sequence[int], teacher: Method | None = None,
-              upstream: Method | None = None) -> None:
+    def train(self, data: RunData, canvases: Sequence[int], teacher: Method | None = None) -> None:
         canvas = int(canvases[0])
         preset = data.preset
         epochs = self.p["epochs"] or preset.epochs

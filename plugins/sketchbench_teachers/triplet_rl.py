@@ -196,8 +196,7 @@ class TripletRL(Method):
         return self.photo_branch(to_input(images, 3, self.device)).float()
 
     # -- training ----------------------------------------------------------------------------
-    def train(self, data: RunData, canvases: Sequence[int], teacher: Method | None = None,
-              upstream: Method | None = None) -> None:
+    def train(self, data: RunData, canvases: Sequence[int], teacher: Method | None = None) -> None:
         canvas = int(canvases[0])
         self.train_supervised(data, canvas)
         if self.p["rl_epochs"] > 0:

@@ -112,8 +112,7 @@ class TripletSN(Method):
             opt = torch.optim.Adam(groups, lr=lr)
         return Trainer([], lr=lr, device=self.device, desc=self.ctx.name, optimizer=opt)
 
-    def train(self, data: RunData, canvases: Sequence[int], teacher: Method | None = None,
-              upstream: Method | None = None) -> None:
+    def train(self, data: RunData, canvases: Sequence[int], teacher: Method | None = None) -> None:
         trainer = self.make_trainer(data.preset.lr)
         self.model.train()
         for b in triplet_epochs(data, trainer, epochs=self.p["epochs"] or data.preset.epochs, canvases=canvases,

@@ -74,8 +74,7 @@ class TimmTriplet(Method):
     def encode_photo(self, images: torch.Tensor) -> torch.Tensor:
         return self.embed(images)
 
-    def train(self, data: RunData, canvases: Sequence[int], teacher: Method | None = None,
-              upstream: Method | None = None) -> None:
+    def train(self, data: RunData, canvases: Sequence[int], teacher: Method | None = None) -> None:
         if self.p["freeze_stages"] < 0:
             raise SketchbenchError(f"--param freeze_stages={self.p['freeze_stages']}: must be 0 or more")
         if self.p["freeze_stages"]:

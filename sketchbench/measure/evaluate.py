@@ -42,7 +42,7 @@ def evaluate(method: Method, data: RunData, canvas: int | str) -> dict[str, Any]
 
     if canvas == "dynamic":
         items = data.items("test")
-        chosen = [int(c) for c in method.choose_canvases(items, data)]
+        chosen = [int(c) for c in method.choose_canvases(data, "test")]
         if len(chosen) != len(items):
             raise RuntimeError(f"choose_canvases returned {len(chosen)} canvases for {len(items)} sketches")
         sketch_emb: list[torch.Tensor | None] = [None] * len(items)
@@ -54,7 +54,7 @@ def evaluate(method: Method, data: RunData, canvas: int | str) -> dict[str, Any]
         sketch = torch.stack(sketch_emb)  # type: ignore[arg-type]
         # selector cost per query (e.g. the GRU over that sketch's sequence), counted per shape
         selector_flops, selector_params, seen = [], 0, {}
-        for module, example in method.selector_flops_inputs(items, data):
+        for module, example in method.selector_flops_inputs(data, "test"):
             shape_key = (id(module), tuple(getattr(t, "shape", ()) for t in example))
             if shape_key not in seen:
                 seen[shape_key] = count_flops(module, example)

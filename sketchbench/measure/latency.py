@@ -226,7 +226,7 @@ def _selector(method: Method, runtime: Runtime, data: RunData) -> tuple[Callable
                 return cs[int(np.argmax(fn(x)[0][0]))]
 
             return choose_ort, "onnxruntime"
-    return (lambda item: int(method.choose_canvases([item], data)[0])), "torch"
+    return (lambda item: int(method.choose_canvas(item))), "torch"
 
 
 def cell_latency(method: Method, data: RunData, canvas_counts: dict[int, int],

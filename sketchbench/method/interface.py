@@ -131,9 +131,11 @@ class Method(ABC):
         data: RunData,
         canvases: Sequence[int],
         teacher: Method | None = None,
-        upstream: Method | None = None,
     ) -> None:
-        """Train on ``data``'s train split with sketches rendered at ``canvases``."""
+        """Train on ``data``'s train split with sketches rendered at ``canvases``; ``teacher`` is the
+        trained teacher of a method that ``needs_teacher``. A method with an upstream receives it
+        before, through :meth:`bind_upstream` (the one path, also for a method restored from a
+        checkpoint)."""
 
     # -- inference --------------------------------------------------------------------------
     @abstractmethod
@@ -205,13 +207,19 @@ class Method(ABC):
         }
 
     # -- dynamic methods ----------------------------------------------------------------------
-    def choose_canvases(self, items: Sequence[SketchItem], data: RunData) -> list[int]:
-        """For dynamic methods: the canvas each test sketch is rendered at."""
+    def choose_canvases(self, data: RunData, split: str) -> list[int]:
+        """For dynamic methods: the canvas each sketch of ``split`` is rendered at (evaluation; a
+        method may memoise per split)."""
         raise NotImplementedError
 
-    def selector_flops_inputs(self, items: Sequence[SketchItem], data: RunData) -> list[tuple[nn.Module, tuple]]:
-        """For dynamic methods: (module, example inputs) per query, whose FLOPs the framework
-        adds to each query's encoder FLOPs (e.g. the GRU over that sketch's sequence)."""
+    def choose_canvas(self, item: SketchItem) -> int:
+        """For dynamic methods: the canvas of one query, computed from scratch (retrieve, the demo,
+        end-to-end latency: nothing is memoised)."""
+        raise NotImplementedError
+
+    def selector_flops_inputs(self, data: RunData, split: str) -> list[tuple[nn.Module, tuple]]:
+        """For dynamic methods: (module, example inputs) per sketch of ``split``, whose FLOPs the
+        framework adds to that query's encoder FLOPs (e.g. the GRU over that sketch's sequence)."""
         return []
 
     def sketches_at(self, data: RunData, split: str, canvas: int, indices: Sequence[int]) -> torch.Tensor:

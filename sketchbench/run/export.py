@@ -138,7 +138,7 @@ def export_trained(model: TrainedModel, out_dir: Path, *, tolerance: float = TOL
     own = int(cell["canvas"]) if not dynamic and int(cell["canvas"]) in enc_canvases else enc_canvases[-1]
     chosen: list[int] | None = None
     if dynamic:
-        chosen = [int(c) for c in method.choose_canvases(items, data)]
+        chosen = [int(c) for c in method.choose_canvases(data, "test")]
         bad = sorted(set(chosen) - set(enc_canvases))
         if bad:
             raise SketchbenchError(f"{name} chose canvases {bad} outside its exported canvas set {enc_canvases}")

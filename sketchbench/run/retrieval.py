@@ -182,7 +182,7 @@ class Retriever:
 
     def _selector_gflops(self, items: Sequence[SketchItem], qdata: RunData) -> list[float]:
         """Per query, the selector's GFLOPs (counted once per module and input shape, as evaluate does)."""
-        entries = self.method.selector_flops_inputs(list(items), qdata)
+        entries = self.method.selector_flops_inputs(qdata, "test")
         out = []
         for module, example in entries:
             shape_key = (id(module), tuple(getattr(t, "shape", ()) for t in example))
@@ -205,7 +205,7 @@ class Retriever:
         n = len(items)
         if self.dynamic:
             # a copy of the list: the method sees arbitrary sketches, not a split it may have memoised
-            chosen = [int(c) for c in method.choose_canvases(list(qdata.items("test")), qdata)]
+            chosen = [int(c) for c in method.choose_canvases(qdata, "test")]
             if len(chosen) != n:
                 raise RuntimeError(f"choose_canvases returned {len(chosen)} canvases for {n} sketches")
             selector = self._selector_gflops(qdata.items("test"), qdata)

@@ -511,7 +511,8 @@ class Runner:
             if not (ctx.pretrained or ctx.weights):
                 log.info("%s: weights are randomly initialised (no --pretrained or --weights)", name)
             t0 = time.perf_counter()
-            method.train(data, canvases, teacher=teacher_obj, upstream=upstream_obj)
+            method.bind_upstream(upstream_obj)
+            method.train(data, canvases, teacher=teacher_obj)
             seconds = time.perf_counter() - t0
             state = method.state()
             state["train_seconds"] = seconds

@@ -80,8 +80,7 @@ class ExamplePixels(Method):
         return self._embed(images)
 
     # -- training ---------------------------------------------------------------------------
-    def train(self, data: RunData, canvases: Sequence[int], teacher: Method | None = None,
-              upstream: Method | None = None) -> None:
+    def train(self, data: RunData, canvases: Sequence[int], teacher: Method | None = None) -> None:
         preset = data.preset
         epochs = self.p["epochs"] or preset.epochs
         lr = self.p["lr"] or preset.lr
