@@ -488,12 +488,20 @@ def test_hook_raising_inside_register_methods_warns_and_skips(on_path, monkeypat
 
 # -- one test per hook (test_hook_<name>, enforced below) ---------------------------------------------
 def test_hook_register_methods():
+    # the metadata a registration repeats for import-free listing must be the class's own
+    DESCRIPTION = "example plugin: a 4-layer CNN shared by sketches and photos, triplet loss"
+
     class Plugin:
         @hookimpl
         def register_methods(self, register):
             # a lazy target and an alias, with listing metadata
             register("hook-example", "sketchbench_example_plugin.method:ExamplePixels", aliases=("hook-ex",),
-                     kind="baseline", description="registered by test_hook_register_methods")
+                     kind="baseline", description=DESCRIPTION)
+
+    class Drifted:
+        @hookimpl
+        def register_methods(self, register):
+            register("hook-drift", "sketchbench_example_plugin.method:ExamplePixels", kind="teacher")
 
     sys.path.insert(0, str(EXAMPLE))
     try:
@@ -502,12 +510,16 @@ def test_hook_register_methods():
             assert code == 0
             row = {r["name"]: r for r in json.loads(out)}["hook-example"]
             assert row == {"name": "hook-example", "origin": "hook-test", "aliases": ["hook-ex"], "kind": "baseline",
-                           "description": "registered by test_hook_register_methods"}
+                           "description": DESCRIPTION}
             entry = get_host().methods.entry("hook-ex")
             assert not entry.is_loaded  # listing did not import it
             method = build_method("hook-ex", width=4)
             assert entry.is_loaded and method.p["width"] == 4
         assert "hook-example" not in get_host().methods  # unregistered with its plugin
+        # a registration that contradicts its class is refused when the class loads
+        with registered_plugin(Drifted(), "drift-test"), pytest.raises(
+                PluginError, match="its registration says kind='teacher' but ExamplePixels.kind is 'baseline'"):
+            get_host().methods.get("hook-drift")
     finally:
         sys.path.remove(str(EXAMPLE))
 

@@ -17,14 +17,14 @@ def register_methods(register):
     register("triplet-rl", f"{_T}.triplet_rl:TripletRL", kind="teacher",
              description="Triplet-RL (Bhunia et al. CVPR'20): InceptionV3 triplet + on-the-fly REINFORCE stage")
     register("stylevae", f"{_T}.stylevae:StyleVAE", kind="teacher",
-             description="StyleVAE / StyleMeUp (Sain et al. CVPR'21): semantic/style VAE, meta-learned")
+             description="StyleVAE / StyleMeUp (Sain et al. CVPR'21): semantic/style VAE, first-order meta-learning")
     register("partial-ot", f"{_T}.partial_ot:PartialOT", kind="teacher",
              description="Partial-OT (Chowdhury et al. CVPR'22): VGG16 3x3 regions, partial optimal transport")
     register("vgg16-sn", f"{_T}.triplet_timm:VGG16SN", kind="teacher", aliases=("b-vgg16-sn",),
-             description="B-VGG16-SN: VGG16 features + global pool, triplet loss")
+             description="B-VGG16-SN: VGG16 features + global pool, triplet loss (the paper's full network)")
     register("triplet-timm", f"{_T}.triplet_timm:TimmTriplet", kind="baseline",
-             description="triplet-trained timm backbone (--param backbone=NAME)")
+             description="triplet-trained timm backbone (features + global pool), shared sketch/photo weights")
     register("fg-ibir", f"{_T}.fg_ibir:PhotoQueryTriplet", kind="baseline",
-             description="FG-IBIR for the pilot study: photo queries (another view of the photo at c x c), triplet-timm's net")
+             description="FG-IBIR (pilot study): triplet-timm with photo queries, another view of the photo at c x c")
     register("fg-ibir-sn", f"{_T}.fg_ibir:PhotoQuerySN", kind="baseline",
-             description="FG-IBIR for the pilot study: photo queries, triplet-sn's Sketch-a-Net")
+             description="FG-IBIR (pilot study): triplet-sn (Sketch-a-Net) with photo queries, another view of the photo at c x c")

@@ -41,6 +41,12 @@ def list_cmd(what: str, fmt: str) -> None:
     registry = host.methods if what == "methods" else host.datasets
     rows = []
     for e in registry:
+        if what == "methods" and not e.info.get("description"):
+            # the registration declared no metadata: it is on the class, which is imported to list it
+            try:
+                e.load()
+            except SketchbenchError as exc:
+                e.info.setdefault("description", f"(cannot be imported: {exc})")
         row = {"name": e.name, "origin": e.origin, "aliases": list(e.aliases), **e.info}
         rows.append(row)
     if fmt == "json":

@@ -63,7 +63,7 @@ class PluginHost:
     def __init__(self) -> None:
         self.pm = pluggy.PluginManager("sketchbench")
         self.pm.add_hookspecs(hookspecs)
-        self.methods: Registry[Any] = Registry("method")
+        self.methods: Registry[Any] = Registry("method", check=check_method)
         self.datasets: Registry[Any] = Registry("dataset")
         self.weights: Registry[Any] = Registry("weight source")
         self.plugins: dict[str, PluginInfo] = {}
@@ -205,6 +205,35 @@ class PluginHost:
 def _describe(exc: Exception) -> str:
     # our own errors already read as a sentence; others need their type (ImportError: ...)
     return str(exc) if isinstance(exc, PluginError) else f"{type(exc).__name__}: {exc}"
+
+
+#: the listing metadata a method's registration may give, and the class attribute each must equal
+METHOD_INFO = ("kind", "needs_teacher", "default_teacher", "dynamic", "upstream", "description")
+
+
+def check_method(entry: Any, cls: Any) -> None:
+    """A method's class, when it loads: a concrete ``Method`` subclass whose class attributes agree
+    with what its registration told ``sketchbench list`` (metadata is declared once, on the class;
+    a registration that repeats it for lazy listing must say the same)."""
+    import inspect
+
+    from sketchbench.method.interface import Method
+
+    where = f"method {entry.name!r} (from {entry.origin})"
+    if not (isinstance(cls, type) and issubclass(cls, Method)):
+        raise PluginError(f"{where} is {cls!r}, not a subclass of sketchbench.Method")
+    if inspect.isabstract(cls):
+        missing = ", ".join(sorted(cls.__abstractmethods__))
+        raise PluginError(f"{where}: {cls.__name__} does not implement {missing}")
+    for key in METHOD_INFO:
+        if key == "description" and not getattr(cls, key, ""):
+            continue  # a class without a description takes the registration's
+        if key in entry.info and getattr(cls, key, None) != entry.info[key]:
+            raise PluginError(f"{where}: its registration says {key}={entry.info[key]!r} but {cls.__name__}.{key} is "
+                              f"{getattr(cls, key, None)!r}: declare it once, on the class")
+    for key in METHOD_INFO:  # fill in what the registration left out (listing then shows the class's)
+        if getattr(cls, key, None) not in (None, ""):
+            entry.info.setdefault(key, getattr(cls, key))
 
 
 class _Clash(PluginError):

@@ -8,7 +8,7 @@ listing (kind, description, ...) is passed at registration time.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -26,6 +26,8 @@ class Entry(Generic[T]):
     origin: str
     info: dict[str, Any] = field(default_factory=dict)
     aliases: tuple[str, ...] = ()
+    #: called with the entry and the loaded object the first time it loads (a consistency check)
+    check: Callable[[Entry[Any], Any], None] | None = None
 
     @property
     def is_loaded(self) -> bool:
@@ -42,6 +44,8 @@ class Entry(Generic[T]):
                     f"{self.name!r} (from {self.origin}) could not be imported from "
                     f"{self.target!r}: {type(exc).__name__}: {exc}"
                 ) from exc
+            if self.check is not None:
+                self.check(self, obj)
             self.target = obj
         return self.target  # type: ignore[return-value]
 
@@ -49,8 +53,10 @@ class Entry(Generic[T]):
 class Registry(Generic[T]):
     """A name → :class:`Entry` map that refuses duplicates and suggests names for typos."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, check: Callable[[Entry[Any], Any], None] | None = None) -> None:
         self.kind = kind
+        #: checks a target when it loads (e.g. a method's registration info against its class)
+        self.check = check
         self._entries: dict[str, Entry[T]] = {}
         self._aliases: dict[str, str] = {}
 
@@ -71,7 +77,9 @@ class Registry(Generic[T]):
                 raise PluginError(
                     f"{self.kind} {key!r} is registered twice: by {clash.origin} and by {origin}"
                 )
-        entry = Entry(name=name, target=target, origin=origin, info=dict(info), aliases=aliases)
+        entry = Entry(name=name, target=target, origin=origin, info=dict(info), aliases=aliases, check=self.check)
+        if self.check is not None and not isinstance(target, str):
+            self.check(entry, target)
         self._entries[name] = entry
         for alias in aliases:
             self._aliases[alias] = name

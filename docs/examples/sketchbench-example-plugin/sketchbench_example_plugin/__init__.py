@@ -3,8 +3,10 @@
 
 This module is what the ``sketchbench`` entry point names, so it is imported every time the
 command line starts: keep it free of heavy imports. Both targets are registered as lazy
-``"module:Class"`` strings, so ``sketchbench list methods`` shows them (with the metadata passed
-here) without importing torch code from this package.
+``"module:Class"`` strings. The method's metadata (kind, description, ...) is declared once, on its
+class: ``sketchbench list methods`` imports the class to show it. (A plugin with many heavy methods
+may repeat ``kind=``/``description=`` here to keep listing import-free; sketchbench then checks them
+against the class when it loads.)
 """
 
 from sketchbench import hookimpl
@@ -14,13 +16,7 @@ __version__ = "0.1.0"
 
 @hookimpl
 def register_methods(register):
-    register(
-        "example-pixels",
-        "sketchbench_example_plugin.method:ExamplePixels",
-        aliases=("example-cnn",),
-        kind="baseline",
-        description="example plugin: a 4-layer CNN shared by sketches and photos, triplet loss",
-    )
+    register("example-pixels", "sketchbench_example_plugin.method:ExamplePixels", aliases=("example-cnn",))
 
 
 @hookimpl

@@ -6,7 +6,7 @@ trains in a second on a CPU. It shows everything a method implements:
 
 - ``params``: declared hyper-parameters with per-preset defaults (``--param width=32``);
 - ``__init__``: build the networks from ``ctx`` (parameters, device, seed);
-- ``train``: the training procedure, written with :mod:`sketchbench.training` helpers;
+- ``train``: the training procedure, on the shared triplet loop of :mod:`sketchbench.training`;
 - ``encode_sketch`` / ``encode_photo``: uint8 batches to embeddings;
 - ``sketch_branch`` / ``modules``: what the framework counts FLOPs on, and what it checkpoints.
 """
@@ -15,13 +15,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from sketchbench import Method, MethodContext, Param, RunData
-from sketchbench.training import Trainer, random_flip, seed_everything, to_input, triplet_batches, triplet_loss
+from sketchbench.training import Trainer, seed_everything, to_input, triplet_epochs, triplet_loss
 
 
 class SmallCNN(nn.Module):
@@ -48,11 +47,12 @@ class ExamplePixels(Method):
     kind = "baseline"
     description = "example plugin: a 4-layer CNN shared by sketches and photos, triplet loss"
     params = {
-        "width": Param(16, "channels of the first conv layer (doubled at each of the 4 layers)", presets={"smoke": 8}),
-        "margin": Param(0.2, "triplet margin on L2-normalised embeddings"),
-        "lr": Param(0.0, "learning rate (0 = the preset's)"),
-        "epochs": Param(0, "epochs (0 = the preset's)", presets={"smoke": 2}),
-        "flip": Param(True, "flip each sketch/photo triplet horizontally with probability 1/2"),
+        "width": Param(16, "channels of the first conv layer (doubled at each of the 4 layers)", presets={"smoke": 8},
+                       min=1, max=512),
+        "margin": Param(0.2, "triplet margin on L2-normalised embeddings", min=0.0, max=2.0),
+        "lr": Param(0.0, "learning rate", min=1e-12, max=10.0, zero_is_preset=True),
+        "epochs": Param(0, "epochs", presets={"smoke": 2}, min=1, max=10000, zero_is_preset=True),
+        "flip": Param(True, "random flips and shifts of sketches and photos"),
     }
     # bump when a change makes cached checkpoints of this method stale
     version = "1"
@@ -81,32 +81,16 @@ class ExamplePixels(Method):
 
     # -- training ---------------------------------------------------------------------------
     def train(self, data: RunData, canvases: Sequence[int], teacher: Method | None = None) -> None:
-        preset = data.preset
-        epochs = self.p["epochs"] or preset.epochs
-        lr = self.p["lr"] or preset.lr
-        # sketches are rendered once per canvas by the framework; photos are one uint8 tensor
-        sketches = {c: data.sketches("train", c) for c in canvases}
-        photos = data.photos("train")
-        pairs = data.pairs("train")
-        rng = np.random.default_rng(self.ctx.seed)
-        gen = torch.Generator().manual_seed(self.ctx.seed)
-        steps = max(1, -(-len(pairs) // preset.batch_size))
-        trainer = Trainer(self.net.parameters(), lr=lr, device=self.device, desc=self.ctx.name)
+        # the loop every triplet-trained method shares: batches of the preset's size, negatives
+        # never the positive (hard ones when the dataset has them), augmentation, the cached renders
+        trainer = Trainer(self.net.parameters(), lr=self.p["lr"] or data.preset.lr, device=self.device, desc=self.ctx.name)
         self.net.train()
-        for _ in trainer.epochs(epochs, steps):
-            for a, p, n in triplet_batches(pairs, photos.shape[0], preset.batch_size, rng,
-                                           data.split("train").hard_negatives):
-                pos, neg = photos[p], photos[n]
-                if self.p["flip"]:
-                    pos, neg = random_flip(pos, gen), random_flip(neg, gen)
-                with trainer.autocast():
-                    fp, fn = self._embed(pos), self._embed(neg)
-                    loss = 0.0
-                    for c in canvases:  # one canvas unless the method is multi_canvas
-                        s = sketches[c][a]
-                        if self.p["flip"]:
-                            s = random_flip(s, gen)
-                        loss = loss + triplet_loss(self._embed(s), fp, fn, self.p["margin"])
-                    loss = loss / len(canvases)
-                trainer.step(loss)
+        for b in triplet_epochs(data, trainer, epochs=self.p["epochs"] or data.preset.epochs, canvases=canvases,
+                                seed=self.ctx.seed, augment=self.p["flip"]):
+            with trainer.autocast():
+                fp, fn = self._embed(b.pos), self._embed(b.neg)
+                # one canvas unless the method is multi_canvas: the mean over them
+                loss = sum(triplet_loss(self._embed(s), fp, fn, self.p["margin"]) for s in b.sketches.values())
+                loss = loss / len(b.sketches)
+            trainer.step(loss)
         self.net.eval()
