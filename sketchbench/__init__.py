@@ -15,7 +15,7 @@ import pluggy
 
 hookimpl = pluggy.HookimplMarker("sketchbench")
 
-from sketchbench.base.artifacts import stable_hash  # noqa: E402
+from sketchbench.base.artifacts import ArtifactCache, default_cache_dir, stable_hash  # noqa: E402
 from sketchbench.base.errors import DataError, ExitCode, SketchbenchError, TrainingError  # noqa: E402
 from sketchbench.base.progress import progress_bar  # noqa: E402
 from sketchbench.data.dataset import (  # noqa: E402
@@ -42,4 +42,5 @@ __all__ = [
     "Method", "MethodContext", "Param", "RunData", "Sketch", "SketchItem", "SketchbenchError", "SkipCounter", "Split",
     "TrainingError", "__version__", "count_flops", "downscale_raster", "fingerprint_files", "hookimpl", "render_item",
     "render_sketch", "stroke_width", "vectorise", "WeightSource", "load_pickle", "progress_bar", "stable_hash",
+    "ArtifactCache", "default_cache_dir",
 ]

@@ -11,10 +11,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
-from tqdm.auto import tqdm
 
-from sketchbench.base.errors import DataError
-from sketchbench.base.progress import hidden
+from sketchbench import DataError, progress_bar
 
 
 def load_photo(path: Path, size: int, *, pad: bool = False) -> np.ndarray:
@@ -44,6 +42,6 @@ def load_photo(path: Path, size: int, *, pad: bool = False) -> np.ndarray:
 def load_photos(paths: Sequence[Path], size: int, *, pad: bool = False, desc: str = "photos") -> np.ndarray:
     """Decode photos into one uint8 ``(P, size, size, 3)`` array (a progress bar for big sets)."""
     out = np.empty((len(paths), size, size, 3), dtype=np.uint8)
-    for i, p in enumerate(tqdm(paths, desc=desc, leave=False, disable=hidden(len(paths) < 200))):
+    for i, p in enumerate(progress_bar(paths, desc=desc, leave=False, hide=len(paths) < 200)):
         out[i] = load_photo(p, size, pad=pad)
     return out

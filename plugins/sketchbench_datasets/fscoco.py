@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from sketchbench import DatasetOptions, DatasetSource, FGSBIRDataset, SketchItem, SkipCounter, Split, fingerprint_files
-from sketchbench.base.errors import DataError
+from sketchbench import DataError
 
 from ._photos import load_photos
 

@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image
 
 from sketchbench import DatasetOptions, DatasetSource, FGSBIRDataset, SketchItem, Split, fingerprint_files
-from sketchbench.base.errors import DataError
+from sketchbench import DataError
 
 SPLITS = ("train", "test")
 

@@ -30,8 +30,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from sketchbench import DatasetOptions, DatasetSource, FGSBIRDataset, SketchItem, SkipCounter, Split, fingerprint_files
-from sketchbench.base.errors import DataError
-from sketchbench.data.safe_pickle import load_pickle
+from sketchbench import DataError
+from sketchbench import load_pickle
 
 from ._photos import load_photos
 

@@ -37,17 +37,21 @@ from xml.etree.ElementTree import Element, ParseError
 import numpy as np
 
 from sketchbench import (
+    ArtifactCache,
     BadSketch,
+    DataError,
     DatasetOptions,
     DatasetSource,
     FGSBIRDataset,
     Sketch,
+    SketchbenchError,
     SketchItem,
     Split,
+    default_cache_dir,
     fingerprint_files,
+    progress_bar,
+    stable_hash,
 )
-from sketchbench.base.errors import DataError
-from sketchbench.base.progress import hidden
 
 from ._photos import load_photos
 
@@ -318,11 +322,6 @@ def parse_all(sketch_root: Path, files: list[Path], cache_dir: Path | None = Non
     else the default: ``SKETCHBENCH_CACHE_DIR`` or ``~/.cache/sketchbench``), keyed by the files' names,
     sizes and modification times and by :data:`PARSER_VERSION`.
     """
-    from tqdm.auto import tqdm
-
-    from sketchbench.base.artifacts import ArtifactCache, default_cache_dir, stable_hash
-    from sketchbench.base.errors import SketchbenchError
-
     try:
         cache = ArtifactCache(cache_dir or default_cache_dir())
     except SketchbenchError:  # an unwritable cache only costs time
@@ -340,7 +339,7 @@ def parse_all(sketch_root: Path, files: list[Path], cache_dir: Path | None = Non
             out[name] = err if err else Sketch(points[bounds[j] : bounds[j + 1]].copy())
         return out
     out = {}
-    for name, f in zip(names, tqdm(files, desc="sketchy SVGs", leave=False, disable=hidden(len(files) < 500))):
+    for name, f in zip(names, progress_bar(files, desc="sketchy SVGs", leave=False, hide=len(files) < 500)):
         try:
             out[name] = load_svg_sketch(f)
         except (BadSketch, ValueError, ParseError, IndexError, UnicodeDecodeError) as exc:
