@@ -27,8 +27,16 @@ from typing import Any
 
 import numpy as np
 
-from sketchbench import DatasetOptions, DatasetSource, FGSBIRDataset, SketchItem, SkipCounter, Split, fingerprint_files
-from sketchbench import DataError
+from sketchbench import (
+    DataError,
+    DatasetOptions,
+    DatasetSource,
+    FGSBIRDataset,
+    SketchItem,
+    SkipCounter,
+    Split,
+    fingerprint_files,
+)
 
 from ._photos import load_photos
 

@@ -29,8 +29,7 @@ from typing import Any, ClassVar
 import numpy as np
 from PIL import Image
 
-from sketchbench import DatasetOptions, DatasetSource, FGSBIRDataset, SketchItem, Split, fingerprint_files
-from sketchbench import DataError
+from sketchbench import DataError, DatasetOptions, DatasetSource, FGSBIRDataset, SketchItem, Split, fingerprint_files
 
 SPLITS = ("train", "test")
 

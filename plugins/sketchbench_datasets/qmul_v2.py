@@ -29,9 +29,17 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from sketchbench import DatasetOptions, DatasetSource, FGSBIRDataset, SketchItem, SkipCounter, Split, fingerprint_files
-from sketchbench import DataError
-from sketchbench import load_pickle
+from sketchbench import (
+    DataError,
+    DatasetOptions,
+    DatasetSource,
+    FGSBIRDataset,
+    SketchItem,
+    SkipCounter,
+    Split,
+    fingerprint_files,
+    load_pickle,
+)
 
 from ._photos import load_photos
 
