@@ -334,7 +334,7 @@ def test_sketchy_heldout_split(tmp_path):
 
 
 def test_svg_geometry_and_safety(tmp_path):
-    from sketchbench_datasets.sketchy import parse_path_d, svg_strokes
+    from sketchbench.data.svg import parse_path_d, svg_strokes
 
     (box,) = parse_path_d("M10 10 L20 10 l0 10 H10 Z")
     np.testing.assert_allclose(box, [[10, 10], [20, 10], [20, 20], [10, 20], [10, 10]])

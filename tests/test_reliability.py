@@ -297,3 +297,30 @@ def test_nan_embeddings_fail_the_cell_instead_of_scoring_zero(tmp_path):
                                    "-p", "smoke", "-c", "32")
     assert code == 1 and res["cells"][0]["status"] == "error"
     assert "NaN or infinite distances" in res["cells"][0]["error"]
+
+
+def test_temporaries_of_killed_writers_are_removed_and_live_ones_kept(tmp_path):
+    """kill -9 skips atomic_write_bytes' cleanup: the next cache open / results write sweeps the old
+    ``*.tmp`` files, never a fresh one (a live writer's)."""
+    import os
+    import time
+
+    from sketchbench import ArtifactCache
+    from sketchbench.results.schema import locked
+
+    cache = tmp_path / "cache"
+    (cache / "checkpoints").mkdir(parents=True)
+    old_ckpt = cache / "checkpoints" / "abc.pt.x1y2.tmp"
+    live_ckpt = cache / "checkpoints" / "def.pt.z3w4.tmp"
+    out = tmp_path / "r.json"
+    old_res, live_res, other = (tmp_path / "r.json.k9.tmp", tmp_path / "r.json.k8.tmp", tmp_path / "s.json.k7.tmp")
+    hour_ago = time.time() - 7200
+    for f in (old_ckpt, live_ckpt, old_res, live_res, other):
+        f.write_bytes(b"partial")
+    for f in (old_ckpt, old_res, other):
+        os.utime(f, (hour_ago, hour_ago))
+    ArtifactCache(cache)
+    assert not old_ckpt.exists() and live_ckpt.exists()
+    with locked(out):
+        pass
+    assert not old_res.exists() and live_res.exists() and other.exists()  # only this file's temporaries

@@ -15,6 +15,9 @@ def register_datasets(register):
     for cat in ("shoes", "chairs", "handbags"):
         register(f"qmul-v1-{cat}", f"sketchbench_datasets.qmul_v1:QMULV1{cat.capitalize()}", modality="raster",
                  description=f"QMUL {cat.capitalize()}-V1 .mat release (edge maps as photos)")
+    for cat in ("shoes", "chairs"):  # the RGB-photo layout is published for these two only
+        register(f"qmul-v1-{cat}-rgb", f"sketchbench_datasets.qmul_v1:QMULV1{cat.capitalize()}RGB", modality="raster",
+                 description=f"QMUL {cat[:-1].capitalize()}-V1 with RGB photos (images/*.jpg + sketches/*.png)")
     register("shoev2", "sketchbench_datasets.qmul_v2:ShoeV2", modality="vector",
              description="QMUL-ShoeV2: ShoeV2_Coordinate pickle + photo/")
     register("chairv2", "sketchbench_datasets.qmul_v2:ChairV2", modality="vector",

@@ -9,8 +9,10 @@ Layout (as every loader in pinakinathc/fscoco expects)::
 * One sketch per photo; the id is the file name (the MS-COCO image id). Train = every id with a vector
   sketch that is not in ``val_normal.txt``; test = the listed ids (the release's split; ids listed
   but absent on disk are counted in ``meta["missing_test_ids"]``).
-* ``.npy`` files are read with ``np.load(allow_pickle=False)``: an object array (a pickle inside)
-  is refused. An unreadable or degenerate sketch is skipped with a warning and counted in
+* ``.npy`` files are read with ``np.load(allow_pickle=False)`` after their header is checked
+  against the file's size (a header can claim a 2 TiB shape): an object array (a pickle inside) or
+  a header that does not fit is refused. One sketch may hold at most ``points_per_sketch`` points
+  and all of them together ``total_points`` (:class:`~sketchbench.DataLimits`). An unreadable or degenerate sketch is skipped with a warning and counted in
   ``meta["skipped_sketches"]``; its photo stays in the gallery.
 * Sketches are scaled uniformly into the unit box from their own bounding box (the drawing canvas
   size is not stored in the ``.npy``): an interpretation.
@@ -21,7 +23,6 @@ Layout (as every loader in pinakinathc/fscoco expects)::
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ from sketchbench import (
     SketchItem,
     SkipCounter,
     Split,
+    data_limits,
     fingerprint_files,
 )
 
@@ -79,7 +81,8 @@ class FSCOCO(DatasetSource):
         if img_root.is_dir():
             images = {_norm_id(f.stem): f for f in img_root.glob("*/*.jpg")}
 
-        skipper = SkipCounter(self.name)
+        limits = data_limits()
+        skipper = SkipCounter(self.name, limits.budget(f"{self.name} at {str(vec_root)!r}"))
         meta: dict[str, Any] = {"missing_test_ids": len(val_ids - sketches.keys())}
         splits: dict[str, Split] = {}
         files: list[Path] = []
@@ -93,10 +96,13 @@ class FSCOCO(DatasetSource):
                 path = sketches[k]
                 files.append(path)
                 try:
+                    limits.check_npy(path)  # the header alone: it can claim terabytes
                     arr = np.load(path, allow_pickle=False)
+                except DataError as exc:
+                    skipper.skip(str(path), str(exc))
+                    continue
                 except (ValueError, OSError, EOFError) as exc:  # object arrays, truncated or foreign files
-                    skipper.count += 1
-                    warnings.warn(f"{self.name}: skipping sketch {str(path)!r}: not a plain .npy array ({exc})", stacklevel=2)
+                    skipper.skip(str(path), f"not a plain .npy array ({exc})")
                     continue
                 sketch = skipper.vector(str(path), arr)
                 if sketch is not None:

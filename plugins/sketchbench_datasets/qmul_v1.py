@@ -1,12 +1,24 @@
-"""QMUL Shoe-V1 / Chair-V1 / Handbag-V1: the "Sketch Me That Shoe" (CVPR 2016) ``.mat`` release.
+"""QMUL Shoe-V1 / Chair-V1 / Handbag-V1 ("Sketch Me That Shoe", CVPR 2016), in two photo modalities.
 
-Layout (as in the public Deep_SBIR_tf ``data/`` folder)::
+Edge maps as photos (``qmul-v1-<cat>``): the ``.mat`` release, as in the public Deep_SBIR_tf ``data/``
+folder::
 
     <root>/<cat>/<cat>_sketch_db_{train,test}.mat   key 'data': uint8 N x 256 x 256 sketches
     <root>/<cat>/<cat>_edge_db_{train,test}.mat     key 'data': uint8 N x 256 x 256 photo edge maps
     <root>/<cat>/<cat>_annotation.json              relative-similarity triplets per sketch
 
 with ``<cat>`` one of shoes, chairs, handbags. ``--data-root`` may be ``<root>`` or ``<root>/<cat>``.
+
+RGB photos (``qmul-v1-<cat>-rgb``, shoes and chairs): the file layout of the lyd911/Deep_SBIR_tf fork::
+
+    <root>/<cat>/{train,test}/images/<N>.jpg        RGB photos, 256 x 256
+    <root>/<cat>/{train,test}/sketches/<N>.png      the same sketches as the .mat rows, as PNG
+    <root>/<cat>/annotation/<cat>_annotation.json   the same annotation as the .mat release
+
+Row *i* of a split is entry *i* of the annotation's ``images`` list (``N.jpg``; N counts on across the
+splits: shoes test starts at 305); sketch ``N.png`` is pixel for pixel row *i* of the ``.mat`` sketches,
+so ids, the sketch -> photo pairing and the hard negatives are exactly those of ``qmul-v1-<cat>``.
+The handbags category exists only in the ``.mat`` release (no RGB layout is published for it).
 
 * Sketch *i* pairs with edge map *i* of the same split. The edge maps are the photo modality (as in
   Triplet-SN and DSSA); they are replicated to 3 channels and resized to the preset's photo size.
@@ -16,6 +28,8 @@ with ``<cat>`` one of shoes, chairs, handbags. ``--data-root`` may be ``<root>``
   near miss, so ``Split.hard_negatives[i]`` = the sorted distinct ``b`` values minus *i*. (The original
   sampler draws an annotated ``(a, b)`` pair as (positive, negative); sketchbench always uses the true
   match as the positive and takes hard negatives from this list: an interpretation.)
+* Limits: each ``.mat`` and annotation file is checked against :func:`sketchbench.data_limits`
+  (``SKETCHBENCH_MAX_FILE_BYTES``) before it is read; an oversize one is a one-line ``DataError``.
 * Handbags: the release's ``handbags_annotation.json`` is a byte copy of the shoes one (a "pseudo
   annotation"), so handbags get ``hard_negatives=None`` (random negatives), as the original code does.
 """
@@ -29,7 +43,18 @@ from typing import Any, ClassVar
 import numpy as np
 from PIL import Image
 
-from sketchbench import DataError, DatasetOptions, DatasetSource, FGSBIRDataset, SketchItem, Split, fingerprint_files
+from sketchbench import (
+    DataError,
+    DatasetOptions,
+    DatasetSource,
+    FGSBIRDataset,
+    SketchItem,
+    Split,
+    data_limits,
+    fingerprint_files,
+)
+
+from ._photos import load_photos
 
 SPLITS = ("train", "test")
 
@@ -41,6 +66,7 @@ def read_mat_images(path: Path, what: str) -> np.ndarray:
 
     if not path.is_file():
         raise DataError(f"missing file {str(path)!r} ({what})")
+    data_limits().check_file(path)  # before loadmat: a hostile header can ask for any allocation
     try:
         mat = loadmat(str(path), variable_names=["data"])
     except NotImplementedError:  # scipy's answer to MATLAB v7.3 (HDF5) files
@@ -87,6 +113,54 @@ def edges_to_photos(edges: np.ndarray, size: int) -> np.ndarray:
     return np.repeat(grey[..., None], 3, axis=-1)
 
 
+def read_annotation(path: Path) -> dict[str, Any]:
+    """The release's ``<cat>_annotation.json``: ``{'train': {...}, 'test': {...}}``."""
+    data_limits().check_file(path)
+    try:
+        annotation = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"{str(path)!r} is not valid JSON ({exc})") from None
+    if not isinstance(annotation, dict) or not all(isinstance(annotation.get(s), dict) for s in SPLITS):
+        raise DataError(f"{str(path)!r}: expected {{'train': {{...}}, 'test': {{...}}}} with 'triplets' lists")
+    return annotation
+
+
+def split_hard_negatives(annotation: dict[str, Any], split: str, n: int, path: Path) -> list[list[int]]:
+    """``Split.hard_negatives`` of one split of the annotation (one ``triplets`` entry per sketch)."""
+    triplets = annotation[split].get("triplets")
+    if not isinstance(triplets, list) or len(triplets) != n:
+        got = len(triplets) if isinstance(triplets, list) else type(triplets).__name__
+        raise DataError(f"{str(path)!r}: {split} 'triplets' has {got} entries, expected {n} (one per sketch)")
+    return hard_negatives_from_triplets(triplets, n, path, split)
+
+
+def read_png_sketch(path: Path) -> np.ndarray:
+    """One sketch PNG of the RGB layout as a uint8 ``(H, W)`` black-on-white raster (alpha over white)."""
+    try:
+        with Image.open(path) as img:
+            if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+                rgba = img.convert("RGBA")
+                white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+                grey = Image.alpha_composite(white, rgba).convert("L")
+            else:
+                grey = img.convert("L")
+        arr = np.asarray(grey, dtype=np.uint8)
+    except FileNotFoundError:
+        raise DataError(f"sketch {str(path)!r} does not exist") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataError(f"sketch {str(path)!r} does not decode as an image ({msg})") from None
+    if arr.shape[0] < 8 or arr.shape[1] < 8:
+        raise DataError(f"sketch {str(path)!r} is {arr.shape[1]}x{arr.shape[0]}, expected a 256x256 raster")
+    return arr
+
+
+def _hard_negatives_meta(annotation: Any, real_annotation: bool) -> str:
+    if annotation is not None:
+        return "annotation triplets"
+    return "none (pseudo annotation: random negatives)" if not real_annotation else "none (no annotation file)"
+
+
 class _QMULV1(DatasetSource):
     category: ClassVar[str] = ""
     #: the release's annotation for this category is real (handbags' is a copy of the shoes' one)
@@ -98,8 +172,13 @@ class _QMULV1(DatasetSource):
         for folder in (root / cat, root):
             if (folder / marker).is_file():
                 return folder
+        hint = ""
+        for folder in (root / cat, root):
+            if (folder / "annotation" / f"{cat}_annotation.json").is_file() and (folder / "train" / "images").is_dir():
+                hint = f" ({str(folder)!r} holds the RGB-photo layout: use dataset {self.name}-rgb)"
+                break
         raise DataError(
-            f"{self.name}: no {marker} under {str(root)!r}; expected layout: {self.layout}"
+            f"{self.name}: no {marker} under {str(root)!r}{hint}; expected layout: {self.layout}"
         )
 
     def load(self, options: DatasetOptions) -> FGSBIRDataset:
@@ -107,14 +186,7 @@ class _QMULV1(DatasetSource):
         folder = self._folder(root)
         cat = self.category
         ann_path = folder / f"{cat}_annotation.json"
-        annotation = None
-        if self.real_annotation and ann_path.is_file():
-            try:
-                annotation = json.loads(ann_path.read_text())
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                raise DataError(f"{str(ann_path)!r} is not valid JSON ({exc})") from None
-            if not isinstance(annotation, dict) or not all(isinstance(annotation.get(s), dict) for s in SPLITS):
-                raise DataError(f"{str(ann_path)!r}: expected {{'train': {{...}}, 'test': {{...}}}} with 'triplets' lists")
+        annotation = read_annotation(ann_path) if self.real_annotation and ann_path.is_file() else None
 
         splits: dict[str, Split] = {}
         files = []
@@ -133,13 +205,8 @@ class _QMULV1(DatasetSource):
             names = [str(i + 1) for i in range(n)]
             hard = None
             if annotation is not None:
-                entry = annotation[split]
-                triplets = entry.get("triplets")
-                if not isinstance(triplets, list) or len(triplets) != n:
-                    got = len(triplets) if isinstance(triplets, list) else type(triplets).__name__
-                    raise DataError(f"{str(ann_path)!r}: {split} 'triplets' has {got} entries, expected {n} (one per sketch)")
-                hard = hard_negatives_from_triplets(triplets, n, ann_path, split)
-                images = entry.get("images")
+                hard = split_hard_negatives(annotation, split, n, ann_path)
+                images = annotation[split].get("images")
                 if isinstance(images, list) and len(images) == n:
                     names = [Path(str(x)).stem for x in images]
             items = [SketchItem(f"{split}/{names[i]}", i, raster=sketches[i]) for i in range(n)]
@@ -154,14 +221,78 @@ class _QMULV1(DatasetSource):
             files.append(ann_path)
         meta: dict[str, Any] = {
             "photo_modality": "edge maps",
-            "hard_negatives": "annotation triplets" if annotation is not None else
-            ("none (pseudo annotation: random negatives)" if not self.real_annotation else "none (no annotation file)"),
+            "hard_negatives": _hard_negatives_meta(annotation, self.real_annotation),
         }
         return FGSBIRDataset(self.name, splits["train"], splits["test"], meta=meta,
                              fingerprint=fingerprint_files(files, extra=f"{self.name}-v1"))
 
 
+class _QMULV1RGB(DatasetSource):
+    """The RGB-photo layout: ``{train,test}/images/N.jpg`` + ``sketches/N.png`` + ``annotation/``."""
+
+    category: ClassVar[str] = ""
+
+    def _folder(self, root: Path) -> Path:
+        cat = self.category
+        marker = f"annotation/{cat}_annotation.json"
+        for folder in (root / cat, root):
+            if (folder / marker).is_file():
+                return folder
+        edge_name = self.name.removesuffix("-rgb")
+        hint = ""
+        for folder in (root / cat, root):
+            if (folder / f"{cat}_sketch_db_train.mat").is_file():
+                hint = f" ({str(folder)!r} holds the .mat release with edge maps as photos: use dataset {edge_name})"
+                break
+        raise DataError(f"{self.name}: no {marker} under {str(root)!r}{hint}; expected layout: {self.layout}")
+
+    def load(self, options: DatasetOptions) -> FGSBIRDataset:
+        root = self.resolve_root(options)
+        folder = self._folder(root)
+        ann_path = folder / "annotation" / f"{self.category}_annotation.json"
+        annotation = read_annotation(ann_path)
+
+        splits: dict[str, Split] = {}
+        files = [ann_path]
+        for split in SPLITS:
+            images = annotation[split].get("images")
+            if not isinstance(images, list) or not images or not all(isinstance(x, str) for x in images):
+                raise DataError(f"{str(ann_path)!r}: {split} 'images' must be a non-empty list of photo file names "
+                                "(row i of the split is photo images[i])")
+            n = len(images)
+            files_named = [Path(x).name for x in images]  # a bare file name: never a path out of images/
+            names = [Path(x).stem for x in files_named]
+            listed = annotation[split].get("sketches")
+            if isinstance(listed, list):  # the release lists N.png next to N.jpg: check they agree
+                for i, (img, sk) in enumerate(zip(images, listed)):
+                    if Path(str(sk)).stem != names[i]:
+                        raise DataError(f"{str(ann_path)!r}: {split} sketch {i} is {sk!r} but image {i} is {img!r} "
+                                        "(sketch N.png pairs with photo N.jpg)")
+                if len(listed) != n:
+                    raise DataError(f"{str(ann_path)!r}: {split} lists {len(listed)} sketches but {n} images")
+            hard = split_hard_negatives(annotation, split, n, ann_path)
+
+            sk_paths = [folder / split / "sketches" / f"{x}.png" for x in names]
+            photo_paths = [folder / split / "images" / x for x in files_named]
+            files += sk_paths + photo_paths
+            items = [SketchItem(f"{split}/{names[i]}", i, raster=read_png_sketch(p)) for i, p in enumerate(sk_paths)]
+            if options.need_photos:
+                photos = load_photos(photo_paths, options.photo_size, desc=f"{self.name}/{split} photos")
+            else:  # data info: check the files are there, decode nothing (a (P, 0, 0, 3) placeholder)
+                missing = [p for p in photo_paths if not p.is_file()]
+                if missing:
+                    raise DataError(f"photo {str(missing[0])!r} does not exist"
+                                    + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+                photos = np.zeros((n, 0, 0, 3), dtype=np.uint8)
+            splits[split] = Split(items, [f"{split}/{x}" for x in names], photos, hard)
+        meta: dict[str, Any] = {"photo_modality": "RGB photos", "hard_negatives": _hard_negatives_meta(annotation, True)}
+        return FGSBIRDataset(self.name, splits["train"], splits["test"], meta=meta,
+                             fingerprint=fingerprint_files(files, extra=f"{self.name}-v1"))
+
+
 _LAYOUT = "<root>/{cat}/{cat}_sketch_db_{train,test}.mat, {cat}_edge_db_{train,test}.mat, {cat}_annotation.json"
+_RGB_LAYOUT = ("<root>/{cat}/{train,test}/images/<N>.jpg, {train,test}/sketches/<N>.png, "
+               "annotation/{cat}_annotation.json")
 
 
 class QMULV1Shoes(_QMULV1):
@@ -184,3 +315,17 @@ class QMULV1Handbags(_QMULV1):
     category = "handbags"
     real_annotation = False
     layout = "<root>/handbags/handbags_sketch_db_{train,test}.mat, handbags_edge_db_{train,test}.mat"
+
+
+class QMULV1ShoesRGB(_QMULV1RGB):
+    name = "qmul-v1-shoes-rgb"
+    description = "QMUL Shoe-V1 with RGB photos (images/*.jpg + sketches/*.png layout)"
+    category = "shoes"
+    layout = _RGB_LAYOUT.replace("{cat}", "shoes")
+
+
+class QMULV1ChairsRGB(_QMULV1RGB):
+    name = "qmul-v1-chairs-rgb"
+    description = "QMUL Chair-V1 with RGB photos (images/*.jpg + sketches/*.png layout)"
+    category = "chairs"
+    layout = _RGB_LAYOUT.replace("{cat}", "chairs")

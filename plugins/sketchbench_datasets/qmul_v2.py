@@ -8,7 +8,10 @@ Layout (Baseline_FGSBIR / StyleMeUp / on-the-fly-FGSBIR)::
 ``--data-root`` may be ``<root>``, ``<root>/Dataset``, ``<root>/ChairV2`` (StyleMeUp drops the
 ``Dataset`` level) or the folder holding the pickle itself.
 
-* The pickle is read with :func:`sketchbench.data.safe_pickle.load_pickle` only (a restricted unpickler).
+* The pickle is read with :func:`sketchbench.data.safe_pickle.load_pickle` only (a restricted unpickler),
+  after its size is checked against :class:`~sketchbench.DataLimits`; its sketches together may hold
+  at most one point per byte of the file (more means arrays shared between keys), and one sketch at
+  most ``points_per_sketch`` points (a longer one is skipped and counted).
 * Split = the ``train``/``test`` part of each key; photo name = the key's basename without its last
   ``_<k>`` (photo names may contain ``_``). Each split's gallery = its sorted unique photo names, so
   a photo whose sketches were all skipped stays in the gallery as a distractor.
@@ -23,7 +26,6 @@ Layout (Baseline_FGSBIR / StyleMeUp / on-the-fly-FGSBIR)::
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -37,6 +39,7 @@ from sketchbench import (
     SketchItem,
     SkipCounter,
     Split,
+    data_limits,
     fingerprint_files,
     load_pickle,
 )
@@ -79,12 +82,15 @@ class _QMULV2(DatasetSource):
         root = self.resolve_root(options)
         folder = self._folder(root)
         pickle_path = folder / f"{self.release}_Coordinate"
+        limits = data_limits()
+        size = limits.check_file(pickle_path)  # before unpickling: the size bounds what it can cost
         data = load_pickle(pickle_path)
         if not isinstance(data, dict) or not data:
             raise DataError(f"{str(pickle_path)!r}: expected a non-empty dict of '/train|test/<photo>_<k>' -> (N, 3) arrays, "
                             f"got {type(data).__name__}")
 
-        skipper = SkipCounter(self.name)
+        # a pickle's memo lets many keys share one array, copied once per key: the budget refuses that
+        skipper = SkipCounter(self.name, limits.budget(repr(str(pickle_path)), file_bytes=size))
         by_split: dict[str, list[tuple[str, str, Any]]] = {s: [] for s in SPLITS}
         for key in data:
             split, photo = parse_key(key, pickle_path)
@@ -106,9 +112,7 @@ class _QMULV2(DatasetSource):
                 try:
                     arr = np.asarray(value, dtype=np.float64)
                 except (TypeError, ValueError):
-                    skipper.count += 1
-                    warnings.warn(f"{self.name}: skipping sketch {key!r}: value is {type(value).__name__}, not an (N, 3) array",
-                                  stacklevel=2)
+                    skipper.skip(key, f"value is {type(value).__name__}, not an (N, 3) array")
                     continue
                 sketch = skipper.vector(key, arr)
                 if sketch is not None:

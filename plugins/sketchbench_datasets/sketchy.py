@@ -1,25 +1,35 @@
 """Sketchy (the "Sketchy Database", SIGGRAPH 2016) as an instance-level FG-SBIR set, from its SVG sketches.
 
-Layout (the official archives unpacked side by side)::
+Two layouts are read, detected by their sketch folder (``sketches/`` first, then ``sketch/``):
+
+* the official release (the archives unpacked side by side)::
 
     <root>/sketches/<category>/<photoid>-<n>.svg                 # sketches-06-04.7z: vector sketches
     <root>/256x256/photo/tx_000000000000/<category>/<photoid>.jpg  # rendered_256x256.7z (or <root>/photo/...)
     <root>/info/testset.txt                                      # info-06-04.7z, optional: held-out photos
     <root>/info/invalid-{ambiguous,context,error,pose}.txt       # optional: sketches to exclude
 
-* Sketches: every ``<path>`` (also ``<polyline>``/``<line>``) of the SVG, parsed with ``defusedxml``
-  (no entity expansion, no external resources). Each sub-path is one stroke; lines keep their end
-  points, Bézier curves (C/S/Q/T) are sampled at 8 points per segment, arcs are replaced by their
-  chord, and ``transform`` attributes are applied. Points lying within 0.2 % of the sketch's size of
-  the chord of their neighbours are then dropped (a vectorised Ramer–Douglas–Peucker stand-in) and the
-  sketch is scaled uniformly into the unit box. A sketch whose SVG does not parse or has no points is
-  skipped with a warning and counted in ``meta["skipped_sketches"]``; an SVG that declares entities
-  (the "billion laughs" family) is refused with a :class:`DataError`.
+* the sample layout of K6L6/photo2sketch (original Sketchy SVGs and photos, fewer of them)::
+
+    <root>/sketch/<category>/<photoid>-<n>.svg
+    <root>/photos/<category>/<photoid>.jpg
+    (<root>/info/... as above, when present)
+
+The rest is the same for both:
+
+* Sketches: read by :func:`sketchbench.load_svg_sketch` (size limit, defusedxml check, geometry by
+  svgelements, curves sampled, thinned, scaled into the unit box: ``docs/datasets.md``). A sketch
+  whose SVG does not parse, has no points or is over ``SKETCHBENCH_MAX_POINTS_PER_SKETCH`` is skipped
+  with a warning and counted in ``meta["skipped_sketches"]``; an SVG over ``SKETCHBENCH_MAX_SVG_BYTES``
+  or that declares entities (the "billion laughs" family) fails the load with a :class:`DataError`.
 * Photo of a sketch: its file name before the last ``-`` (``n02691156_58-1.svg`` -> ``n02691156_58``),
   in the same category.
 * Split: photos listed in ``info/testset.txt`` (``<category>/<photoid>.jpg``; the official 10 per
-  category) are test, all others train; their sketches follow their photo. Without ``testset.txt``,
-  10 photos per category are held out at random with a fixed seed (0), as Adaptive-FGSBIR does.
+  category) are test, all others train; their sketches follow their photo. Without ``testset.txt``
+  (the sample never has one), the :data:`HELD_OUT_PER_CATEGORY` photos of each category whose
+  ``sha256("<category>/<photoid>")`` is smallest are test: the same photos on every machine and
+  NumPy version, whatever order the files are listed in, and a photo keeps its side when others
+  are added (unless a new one hashes below it).
 * Invalid sketches listed in ``info/invalid-*.txt`` are excluded (count in ``meta["excluded_invalid"]``).
 * Retrieval is over the whole test gallery (all categories, 1,250 photos with the official split),
   not within the category: stricter than the within-category protocol some papers report.
@@ -27,12 +37,11 @@ Layout (the official archives unpacked side by side)::
 
 from __future__ import annotations
 
-import math
-import re
+import hashlib
 import warnings
 from pathlib import Path
 from typing import Any
-from xml.etree.ElementTree import Element, ParseError
+from xml.etree.ElementTree import ParseError
 
 import numpy as np
 
@@ -47,248 +56,27 @@ from sketchbench import (
     SketchbenchError,
     SketchItem,
     Split,
+    __version__,
+    data_limits,
     default_cache_dir,
     fingerprint_files,
+    load_svg_sketch,
     progress_bar,
     stable_hash,
 )
 
 from ._photos import load_photos
 
+#: the official release: photo folders tried in order (the 256x256 archive unpacked in various ways)
 PHOTO_FOLDERS = ("256x256/photo/tx_000000000000", "rendered_256x256/256x256/photo/tx_000000000000",
                  "photo/tx_000000000000")
+#: ``name: (sketch folder, photo folders)``, tried in order
+LAYOUTS = {
+    "release": ("sketches", PHOTO_FOLDERS),
+    "photo2sketch sample": ("sketch", ("photos",)),
+}
 #: photos held out per category when info/testset.txt is absent
 HELD_OUT_PER_CATEGORY = 10
-SPLIT_SEED = 0
-#: Ramer–Douglas–Peucker tolerance, in units of the sketch's longer side
-SIMPLIFY_EPSILON = 0.002
-
-_TOKEN = re.compile(r"[MmLlHhVvCcSsQqTtAaZz]|[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
-_TRANSFORM = re.compile(r"(matrix|translate|scale|rotate|skewX|skewY)\s*\(([^)]*)\)")
-_NUM = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
-_ARGS = {"M": 2, "L": 2, "H": 1, "V": 1, "C": 6, "S": 4, "Q": 4, "T": 2, "A": 7, "Z": 0}
-
-
-# -- SVG geometry --------------------------------------------------------------------------
-#: samples per Bézier segment (Sketchy strokes are chains of short segments; thinning follows)
-CURVE_SAMPLES = 8
-_T = np.linspace(0, 1, CURVE_SAMPLES + 1)[1:]
-#: cubic Bernstein basis at the sample parameters, (CURVE_SAMPLES, 4)
-_BASIS = np.stack([(1 - _T) ** 3, 3 * (1 - _T) ** 2 * _T, 3 * (1 - _T) * _T**2, _T**3], axis=1)
-
-
-def _sample(segments: list[list[float]], lines: list[bool]) -> np.ndarray:
-    """Points of one sub-path. Every segment is stored as a cubic ``[x0, y0, ..., x3, y3]`` (a line
-    as the degenerate cubic of its end points); all are evaluated in one product, and a line keeps
-    only its end point."""
-    ctrl = np.asarray(segments, dtype=np.float64).reshape(-1, 4, 2)
-    pts = np.einsum("sk,nkd->nsd", _BASIS, ctrl)  # (K, CURVE_SAMPLES, 2)
-    keep = np.ones(pts.shape[:2], dtype=bool)
-    keep[np.asarray(lines), :-1] = False
-    return np.vstack([ctrl[0, 0][None], pts[keep]])
-
-
-def parse_path_d(d: str) -> list[np.ndarray]:
-    """An SVG path ``d`` string as polylines (one ``(n, 2)`` array per sub-path).
-
-    The command loop is plain Python on floats (Sketchy paths are long chains of tiny segments,
-    where per-segment NumPy calls would dominate); sampling is one NumPy product per sub-path.
-    """
-    tokens = _TOKEN.findall(d)
-    out: list[np.ndarray] = []
-    segs: list[list[float]] = []
-    lines: list[bool] = []
-    x = y = sx = sy = 0.0
-    px = py = None  # the previous control point, reflected by S / T
-    prev = ""  # "C" or "Q": the family of the previous segment
-    cmd = ""
-    i, n_tok = 0, len(tokens)
-    pending_start: tuple[float, float] | None = None  # a moveto with no segment yet
-
-    def flush() -> None:
-        if segs:
-            out.append(_sample(segs, lines))
-        elif pending_start is not None:
-            out.append(np.array([pending_start]))
-        segs.clear()
-        lines.clear()
-
-    def seg(c1x: float, c1y: float, c2x: float, c2y: float, ex: float, ey: float, line: bool) -> None:
-        segs.append([x, y, c1x, c1y, c2x, c2y, ex, ey])
-        lines.append(line)
-
-    while i < n_tok:
-        tok = tokens[i]
-        if tok.isalpha():
-            cmd = tok
-            i += 1
-            if cmd in "Zz":
-                if (x, y) != (sx, sy) and (segs or pending_start is not None):
-                    seg(x, y, sx, sy, sx, sy, True)
-                x, y, px, prev = sx, sy, None, ""
-                continue
-        elif not cmd or cmd in "Zz":
-            raise ValueError(f"a number where a command was expected in {d[:40]!r}")
-        up = cmd.upper()
-        n = _ARGS[up]
-        if i + n > n_tok:
-            raise ValueError(f"command {cmd!r} needs {n} numbers in {d[:40]!r}")
-        try:
-            v = [float(t) for t in tokens[i : i + n]]
-        except ValueError:
-            raise ValueError(f"command {cmd!r} needs {n} numbers in {d[:40]!r}") from None
-        i += n
-        ox, oy = (x, y) if cmd.islower() else (0.0, 0.0)
-        if up == "M":
-            flush()
-            x, y = ox + v[0], oy + v[1]
-            sx, sy = x, y
-            pending_start = (x, y)
-            cmd = "l" if cmd == "m" else "L"  # further pairs after a moveto are linetos
-            px, prev = None, ""
-            continue
-        if not segs and pending_start is None:  # drawing before any moveto starts at the origin
-            pending_start = (x, y)
-        if up in ("L", "H", "V", "A"):  # an arc is replaced by its chord (sketch strokes do not use arcs)
-            if up == "L":
-                ex, ey = ox + v[0], oy + v[1]
-            elif up == "H":
-                ex, ey = ox + v[0], y
-            elif up == "V":
-                ex, ey = x, oy + v[0]
-            else:
-                ex, ey = ox + v[5], oy + v[6]
-            seg(x, y, ex, ey, ex, ey, True)
-            x, y, px, prev = ex, ey, None, ""
-        elif up in ("C", "S"):
-            if up == "C":
-                c1x, c1y, c2x, c2y, ex, ey = ox + v[0], oy + v[1], ox + v[2], oy + v[3], ox + v[4], oy + v[5]
-            else:
-                c1x, c1y = (2 * x - px, 2 * y - py) if prev == "C" and px is not None else (x, y)
-                c2x, c2y, ex, ey = ox + v[0], oy + v[1], ox + v[2], oy + v[3]
-            seg(c1x, c1y, c2x, c2y, ex, ey, False)
-            x, y, px, py, prev = ex, ey, c2x, c2y, "C"
-        else:  # Q / T, elevated to the equivalent cubic
-            if up == "Q":
-                qx, qy, ex, ey = ox + v[0], oy + v[1], ox + v[2], oy + v[3]
-            else:
-                qx, qy = (2 * x - px, 2 * y - py) if prev == "Q" and px is not None else (x, y)
-                ex, ey = ox + v[0], oy + v[1]
-            seg(x + 2 / 3 * (qx - x), y + 2 / 3 * (qy - y), ex + 2 / 3 * (qx - ex), ey + 2 / 3 * (qy - ey), ex, ey, False)
-            x, y, px, py, prev = ex, ey, qx, qy, "Q"
-    flush()
-    return out
-
-
-def thin(strokes: list[np.ndarray], epsilon: float) -> list[np.ndarray]:
-    """Drop points that lie within ``epsilon`` of the chord of their neighbours, in vectorised
-    passes over all strokes at once (stroke ends always stay). A cheap stand-in for
-    Ramer–Douglas–Peucker: removals alternate between odd and even points, so no two neighbours go
-    in the same pass and each decision is made against the current neighbours."""
-    lengths = [len(s) for s in strokes]
-    pts = np.vstack(strokes)
-    fixed = np.zeros(len(pts), dtype=bool)
-    ends = np.cumsum(lengths)
-    fixed[ends - 1] = True
-    fixed[ends - np.asarray(lengths)] = True
-    stroke_of = np.repeat(np.arange(len(strokes)), lengths)
-    idle = 0
-    for k in range(400):
-        if len(pts) < 3:
-            break
-        a, m, b = pts[:-2], pts[1:-1], pts[2:]
-        ab = b - a
-        norm = np.hypot(ab[:, 0], ab[:, 1])
-        cross = np.abs(ab[:, 0] * (m[:, 1] - a[:, 1]) - ab[:, 1] * (m[:, 0] - a[:, 0]))
-        dist = np.where(norm > 0, cross / np.maximum(norm, 1e-12), np.hypot(*(m - a).T))
-        drop = np.zeros(len(pts), dtype=bool)
-        drop[1:-1] = (dist < epsilon) & ~fixed[1:-1]
-        drop &= (np.arange(len(pts)) % 2) == (k % 2)
-        if not drop.any():
-            idle += 1
-            if idle >= 2:  # neither parity removes anything: done
-                break
-            continue
-        idle = 0
-        keep = ~drop
-        pts, fixed, stroke_of = pts[keep], fixed[keep], stroke_of[keep]
-    return [pts[stroke_of == i] for i in range(len(strokes))]
-
-
-def _transform_matrix(text: str | None) -> np.ndarray:
-    m = np.eye(3)
-    if not text:
-        return m
-    for name, args in _TRANSFORM.findall(text):
-        v = [float(x) for x in _NUM.findall(args)]
-        t = np.eye(3)
-        if name == "matrix" and len(v) == 6:
-            t = np.array([[v[0], v[2], v[4]], [v[1], v[3], v[5]], [0, 0, 1]])
-        elif name == "translate" and v:
-            t[0, 2], t[1, 2] = v[0], v[1] if len(v) > 1 else 0.0
-        elif name == "scale" and v:
-            t[0, 0], t[1, 1] = v[0], v[1] if len(v) > 1 else v[0]
-        elif name == "rotate" and v:
-            a = math.radians(v[0])
-            r = np.array([[math.cos(a), -math.sin(a), 0], [math.sin(a), math.cos(a), 0], [0, 0, 1]])
-            if len(v) == 3:
-                pre, post = np.eye(3), np.eye(3)
-                pre[:2, 2], post[:2, 2] = v[1:3], [-v[1], -v[2]]
-                r = pre @ r @ post
-            t = r
-        elif name == "skewX" and v:
-            t[0, 1] = math.tan(math.radians(v[0]))
-        elif name == "skewY" and v:
-            t[1, 0] = math.tan(math.radians(v[0]))
-        m = m @ t
-    return m
-
-
-def _collect(el: Element, matrix: np.ndarray, out: list[np.ndarray]) -> None:
-    matrix = matrix @ _transform_matrix(el.get("transform"))
-    tag = el.tag.rsplit("}", 1)[-1]
-    strokes: list[np.ndarray] = []
-    if tag == "path" and el.get("d"):
-        strokes = parse_path_d(el.get("d", ""))
-    elif tag in ("polyline", "polygon") and el.get("points"):
-        pts = np.array([float(x) for x in _NUM.findall(el.get("points", ""))])
-        if len(pts) >= 2:
-            pts = pts[: len(pts) // 2 * 2].reshape(-1, 2)
-            strokes = [np.vstack([pts, pts[:1]]) if tag == "polygon" else pts]
-    elif tag == "line":
-        strokes = [np.array([[float(el.get(k, 0)) for k in ("x1", "y1")], [float(el.get(k, 0)) for k in ("x2", "y2")]])]
-    for s in strokes:
-        out.append(s @ matrix[:2, :2].T + matrix[:2, 2])
-    for child in el:
-        if child.tag.rsplit("}", 1)[-1] not in ("defs", "clipPath", "mask", "symbol", "title", "desc", "metadata"):
-            _collect(child, matrix, out)
-
-
-def svg_strokes(path: Path) -> list[np.ndarray]:
-    """Polylines of an SVG sketch file. Raises ValueError/ParseError for a bad file and
-    DataError when defusedxml refuses it (entities, external references)."""
-    import defusedxml.ElementTree as DET
-    from defusedxml import DefusedXmlException
-
-    try:
-        root = DET.parse(str(path)).getroot()
-    except DefusedXmlException as exc:
-        raise DataError(f"refused to parse {str(path)!r}: {type(exc).__name__} (unsafe XML)") from None
-    out: list[np.ndarray] = []
-    _collect(root, np.eye(3), out)
-    return out
-
-
-def load_svg_sketch(path: Path) -> Sketch:
-    """One Sketchy SVG as a :class:`Sketch` (raises BadSketch/ValueError/ParseError when unusable)."""
-    strokes = [s for s in svg_strokes(path) if len(s)]
-    if not strokes:
-        raise BadSketch("no strokes in the SVG")
-    allpts = np.vstack(strokes)
-    if not np.isfinite(allpts).all():
-        raise BadSketch("the SVG has non-finite coordinates")
-    extent = float((allpts.max(axis=0) - allpts.min(axis=0)).max())
-    return Sketch.from_strokes(thin(strokes, SIMPLIFY_EPSILON * extent) if extent > 0 else strokes)
 
 
 # -- lists ---------------------------------------------------------------------------------
@@ -311,8 +99,8 @@ def _stem(name: str) -> str:
     return base.rsplit(".", 1)[0] if "." in base else base
 
 
-#: bump when the SVG parsing changes, to invalidate cached parses
-PARSER_VERSION = "1"
+#: bump when the SVG parsing changes, to invalidate cached parses (2: svgelements geometry)
+PARSER_VERSION = "2"
 
 
 def parse_all(sketch_root: Path, files: list[Path], cache_dir: Path | None = None) -> dict[str, Sketch | str]:
@@ -320,14 +108,16 @@ def parse_all(sketch_root: Path, files: list[Path], cache_dir: Path | None = Non
 
     Parsing 75k SVGs takes minutes, so the result is kept in the run's artifact cache (``cache_dir``,
     else the default: ``SKETCHBENCH_CACHE_DIR`` or ``~/.cache/sketchbench``), keyed by the files' names,
-    sizes and modification times and by :data:`PARSER_VERSION`.
+    sizes and modification times, by :data:`PARSER_VERSION`, the sketchbench version (the parser is
+    :func:`sketchbench.load_svg_sketch`) and the SVG limits in force.
     """
     try:
         cache = ArtifactCache(cache_dir or default_cache_dir())
     except SketchbenchError:  # an unwritable cache only costs time
         cache = ArtifactCache(None)
     names = [f"{f.parent.name}/{f.name}" for f in files]
-    key = stable_hash([PARSER_VERSION, SIMPLIFY_EPSILON, CURVE_SAMPLES, str(sketch_root),
+    limits = data_limits()  # a result depends on them: a sketch over the point limit is an error string
+    key = stable_hash([PARSER_VERSION, __version__, limits.svg_bytes, limits.points_per_sketch, str(sketch_root),
                        fingerprint_files(files, extra="\n".join(names))])
     cached = cache.load("sketchy-svg", key)
     if isinstance(cached, dict) and cached.get("names") == names:
@@ -360,17 +150,21 @@ class Sketchy(DatasetSource):
     name = "sketchy"
     description = "Sketchy Extended: SVG sketches + photos, fine-grained split"
     layout = ("<root>/sketches/<category>/<photoid>-<n>.svg, <root>/256x256/photo/tx_000000000000/<category>/<photoid>.jpg, "
-              "optional <root>/info/testset.txt and info/invalid-*.txt")
+              "optional <root>/info/testset.txt and info/invalid-*.txt (the release); or <root>/sketch/<category>/"
+              "<photoid>-<n>.svg, <root>/photos/<category>/<photoid>.jpg (the photo2sketch sample)")
 
     def load(self, options: DatasetOptions) -> FGSBIRDataset:
         root = self.resolve_root(options)
-        sketch_root = root / "sketches"
-        if not sketch_root.is_dir():
-            raise DataError(f"{self.name}: no folder {str(sketch_root)!r}; expected layout: {self.layout}")
+        found = next(((name, f) for name, f in LAYOUTS.items() if (root / f[0]).is_dir()), None)
+        if found is None:
+            raise DataError(f"{self.name}: no folder {str(root / 'sketches')!r} (or {str(root / 'sketch')!r}); "
+                            f"expected layout: {self.layout}")
+        layout, (sketch_folder, photo_folders) = found
+        sketch_root = root / sketch_folder
         categories = sorted(p.name for p in sketch_root.iterdir() if p.is_dir())
         if not categories:
             raise DataError(f"{self.name}: {str(sketch_root)!r} has no category folders; expected layout: {self.layout}")
-        photo_root = next((root / f for f in PHOTO_FOLDERS if (root / f).is_dir()), None)
+        photo_root = next((root / f for f in photo_folders if (root / f).is_dir()), None)
 
         # photos per category: the photo files when present, else the ids the sketches name
         svgs = {c: sorted((sketch_root / c).glob("*.svg")) for c in categories}
@@ -414,7 +208,8 @@ class Sketchy(DatasetSource):
 
         meta: dict[str, Any] = {
             "split": "info/testset.txt" if test_ids and (info / "testset.txt").is_file()
-            else f"{HELD_OUT_PER_CATEGORY} random photos per category held out (seed {SPLIT_SEED})",
+            else f"{HELD_OUT_PER_CATEGORY} photos per category held out (smallest sha256 of <category>/<photoid>)",
+            "layout": layout,
             "gallery": "all test photos of all categories",
             "skipped_sketches": skipped,
             "excluded_invalid": excluded,
@@ -432,9 +227,10 @@ class Sketchy(DatasetSource):
                        else np.zeros((len(paths), 0, 0, 3), dtype=np.uint8))  # data info: not decoded
             splits[s] = Split(items[s], split_photos[s], arr)
         if photo_root is None:
-            meta["photos"] = (f"no folder {str(root / PHOTO_FOLDERS[0])!r}: unpack rendered_256x256.7z in the data root")
+            meta["photos"] = (f"no folder {str(root / photo_folders[0])!r}"
+                              + (": unpack rendered_256x256.7z in the data root" if layout == "release" else ""))
         lists = sorted(info.glob("*.txt")) if info.is_dir() else []
-        fp = fingerprint_files([*all_svgs, *photo_files, *lists], extra=f"{self.name}-v1-photos:{photo_root is not None}")
+        fp = fingerprint_files([*all_svgs, *photo_files, *lists], extra=f"{self.name}-v2-{layout}-photos:{photo_root is not None}")
         return FGSBIRDataset(self.name, splits["train"], splits["test"], meta=meta, fingerprint=fp)
 
     def _test_photos(self, info: Path, photos: dict[str, list[str]]) -> set[str]:
@@ -447,11 +243,11 @@ class Sketchy(DatasetSource):
                     raise DataError(f"{str(listed)!r}: line {line!r} is not '<category>/<photoid>.jpg'")
                 out.add(f"{parts[-2]}/{_stem(parts[-1])}")
             return out
-        rng = np.random.default_rng(SPLIT_SEED)
         out = set()
         for c, ids in photos.items():
             if len(ids) <= HELD_OUT_PER_CATEGORY:
                 raise DataError(f"{self.name}: category {c!r} has {len(ids)} photos; a held-out split needs more than "
                                 f"{HELD_OUT_PER_CATEGORY} (or provide info/testset.txt)")
-            out |= {f"{c}/{ids[i]}" for i in rng.choice(len(ids), HELD_OUT_PER_CATEGORY, replace=False)}
+            ranked = sorted(ids, key=lambda pid, c=c: (hashlib.sha256(f"{c}/{pid}".encode()).hexdigest(), pid))
+            out |= {f"{c}/{pid}" for pid in ranked[:HELD_OUT_PER_CATEGORY]}
         return out

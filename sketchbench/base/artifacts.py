@@ -22,8 +22,9 @@ import json
 import logging
 import os
 import tempfile
+import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,27 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+def remove_orphaned_temporaries(paths: Iterable[Path], older_than_s: float) -> int:
+    """Delete the temporary files of :func:`atomic_write_bytes` that a killed writer left behind.
+
+    A writer killed with SIGKILL never reaches its cleanup, so its ``*.tmp`` stays forever (one was a
+    2 MB partial checkpoint). Only files older than ``older_than_s`` go: a live writer's temporary
+    file is seconds old. Returns how many were removed; failures are ignored (another process may
+    have removed the file first)."""
+    now = time.time()
+    removed = 0
+    for tmp in paths:
+        try:
+            if tmp.is_file() and now - tmp.stat().st_mtime > older_than_s:
+                tmp.unlink()
+                removed += 1
+        except OSError:
+            continue
+    if removed:
+        log.info("removed %d temporary file(s) left by killed runs", removed)
+    return removed
+
+
 def _nbytes(value: Any) -> int:
     if isinstance(value, torch.Tensor):
         return value.numel() * value.element_size()
@@ -88,6 +110,8 @@ class ArtifactCache:
                 self.root.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise SketchbenchError(f"cache directory {str(self.root)!r} cannot be created: {exc.strerror}") from None
+            # an hour is far longer than any one artifact takes to write
+            remove_orphaned_temporaries(self.root.glob("*/*.tmp"), older_than_s=3600)
 
     def path(self, kind: str, key: str) -> Path | None:
         return None if self.root is None else self.root / kind / f"{key}.pt"

@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from sketchbench.base.errors import DataError
+from sketchbench.data.limits import PointBudget, data_limits
 from sketchbench.data.sketch import BadSketch, Sketch
 
 
@@ -129,14 +130,31 @@ def fingerprint_files(paths: Iterable[Path], extra: str = "") -> str:
 class SkipCounter:
     """Collects bad sketches: each is skipped with one warning, and the count goes to metadata."""
 
-    def __init__(self, dataset: str) -> None:
+    def __init__(self, dataset: str, budget: PointBudget | None = None) -> None:
         self.dataset = dataset
         self.count = 0
+        #: the points all sketches of one file may hold together (see :mod:`sketchbench.data.limits`)
+        self.budget = budget
+        self._limits = data_limits()
+
+    def skip(self, key: str, reason: str) -> None:
+        """Count one unusable sketch and warn once about it."""
+        self.count += 1
+        warnings.warn(f"{self.dataset}: skipping sketch {key!r}: {reason}", stacklevel=3)
 
     def vector(self, key: str, array: np.ndarray, **kwargs: Any) -> Sketch | None:
+        """``array`` as a :class:`Sketch`, or ``None`` (counted) when it is unusable or over the
+        per-sketch point limit. Past the file's point budget the whole file is refused (DataError)."""
+        n_points = len(array) if getattr(array, "ndim", 0) else 0
+        try:
+            self._limits.check_sketch(n_points, key)
+        except BadSketch as exc:
+            self.skip(key, str(exc))
+            return None
+        if self.budget is not None:  # before converting: the conversion is what costs the memory
+            self.budget.add(n_points)
         try:
             return Sketch.from_xyp(array, **kwargs)
         except BadSketch as exc:
-            self.count += 1
-            warnings.warn(f"{self.dataset}: skipping sketch {key!r}: {exc}", stacklevel=2)
+            self.skip(key, str(exc))
             return None

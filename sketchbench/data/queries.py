@@ -6,7 +6,7 @@ Queries (:func:`read_query`), by extension:
   background (a transparent background counts as white; a mostly dark image is inverted). It stays a
   raster, as QMUL-V1's sketches do: it is downscaled to the canvas with the ink-preserving filter and
   vectorised only for selectors that read strokes.
-* ``.svg``: vector strokes (:mod:`sketchbench.data.svg`, parsed with defusedxml).
+* ``.svg``: vector strokes (:mod:`sketchbench.data.svg`: checked with defusedxml, read by svgelements).
 * ``.npy`` / ``.json``: a stroke file. Either an ``(N, 3)`` array of absolute ``x, y, pen`` rows
   (``pen == 1`` on the last point of each stroke, the ShoeV2/ChairV2/FS-COCO convention; ``.npy`` is
   read with ``allow_pickle=False``), or (JSON) ``{"strokes": [[[x, y], ...], ...]}``, one polyline per
@@ -28,6 +28,7 @@ from PIL import Image
 
 from sketchbench.base.errors import DataError
 from sketchbench.data.dataset import SketchItem
+from sketchbench.data.limits import data_limits
 from sketchbench.data.sketch import BadSketch, Sketch
 
 RASTER_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
@@ -104,16 +105,25 @@ def read_raster(path: Path) -> np.ndarray:
 
 def read_stroke_file(path: Path) -> Sketch:
     """A ``.npy`` or ``.json`` stroke file as a :class:`Sketch` (see the module docstring)."""
+    limits = data_limits()
     try:
+        if not path.is_file():
+            raise FileNotFoundError(path)
         if path.suffix.lower() == ".npy":
+            limits.check_npy(path)  # the header alone first: it can claim terabytes
             data = np.load(path, allow_pickle=False)
         else:
+            limits.check_file(path)
             data = json.loads(path.read_text())
             if isinstance(data, dict):
                 if "strokes" not in data:
                     raise DataError(f"query {str(path)!r}: a JSON object needs a 'strokes' list of polylines")
-                return sketch_from_polylines(data["strokes"])
-        return sketch_from_array(np.asarray(data, dtype=np.float64))
+                sketch = sketch_from_polylines(data["strokes"])
+                limits.check_sketch(len(sketch), f"query {str(path)!r}")
+                return sketch
+        array = np.asarray(data, dtype=np.float64)
+        limits.check_sketch(len(array) if array.ndim else 0, f"query {str(path)!r}")
+        return sketch_from_array(array)
     except FileNotFoundError:
         raise DataError(f"query {str(path)!r} does not exist") from None
     except DataError as exc:
@@ -135,6 +145,7 @@ def read_query(path: Path | str, item_id: str | None = None) -> SketchItem:
                         f"(expected {', '.join(QUERY_SUFFIXES)})")
     if not path.exists():
         raise DataError(f"query {str(path)!r} does not exist")
+    data_limits().check_file(path, svg=suffix == ".svg")  # before decoding: a small file can still be a bomb
     name = item_id or path.name
     if suffix in RASTER_SUFFIXES:
         return SketchItem(id=name, photo=0, raster=read_raster(path))

@@ -1,19 +1,38 @@
-"""SVG sketches → :class:`~sketchbench.data.sketch.Sketch`, for query files (``sketchbench retrieve``).
+"""SVG sketches → :class:`~sketchbench.data.sketch.Sketch`, for query files (``sketchbench retrieve``)
+and the Sketchy loader (which reads its SVGs through :func:`load_svg_sketch`).
 
-A generic reader of the SVG that sketch tools and datasets write: every ``<path>`` (and
-``<polyline>``, ``<polygon>``, ``<line>``), with group ``transform``s applied. Each sub-path is one
-stroke; line commands keep their end points, Bézier curves (``C S Q T``, relative or absolute,
-implicit repeats) are sampled at 8 points per segment and arcs are replaced by their chord. Points
-within 0.2 % of the sketch's size of their neighbours' chord are dropped, then the sketch is scaled
-into the unit box. These are the rules of the Sketchy loader (``docs/datasets.md``), so a Sketchy SVG
-read here gives the sketch that loader gives.
+Reading one file goes through four steps, each bounded before the next one allocates:
 
-SVG is untrusted input: it is parsed with ``defusedxml`` (no entity expansion, no external entities
-or DTD fetching), and an SVG that declares entities is refused.
+1. **Size.** :meth:`~sketchbench.data.limits.DataLimits.check_file` refuses a file over
+   ``SKETCHBENCH_MAX_SVG_BYTES`` before a byte of it is read (a :class:`DataError` naming the file).
+2. **Safety.** The raw bytes are parsed with ``defusedxml``: a document that declares entities (the
+   "billion laughs" family) or references external entities is refused with a one-line
+   :class:`DataError` naming the file; malformed XML raises ``ParseError``. SVG is untrusted input.
+3. **Cost.** The path data (every ``d`` and ``points`` attribute) is counted, not parsed: each
+   command letter with its numbers gives at least one segment per full set of arguments, and each
+   segment at least one point. A file whose count is over ``SKETCHBENCH_MAX_POINTS_PER_SKETCH`` is
+   a :class:`BadSketch` before svgelements builds any geometry (which costs ~40 µs and ~400 bytes
+   per segment). An element is counted in place and once per ``<use>`` that copies it, so nested ``<use>``s (the
+   SVG form of "billion laughs") are refused too, and a ``<use>`` inside what it copies is a ValueError.
+4. **Geometry** comes from `svgelements <https://pypi.org/project/svgelements/>`_: every
+   ``<path>``, ``<polyline>``, ``<polygon>`` and ``<line>`` that is rendered (not under
+   ``display="none"``, ``<defs>``, ``<clipPath>``, ``<symbol>``, ``<mask>``, ``<marker>`` or
+   ``<pattern>``; ``<use>`` of a shape is resolved), with every ``transform`` (and the ``viewBox``)
+   applied. svgelements reads the document as defusedxml parsed it, re-serialised (no DOCTYPE).
+   Other shapes (``<rect>``, ``<circle>``, ...) are not strokes: drawing tools write them as
+   backgrounds and frames (Sketchy's hidden ``bbox`` rectangle).
+
+Each sub-path is one stroke. Lines keep their end points; curves (cubic and quadratic Béziers, arcs
+as svgelements' cubic approximation) are sampled every :data:`CURVE_STEP` of the sketch's longer
+side along their control polygon, at least once and at most :data:`MAX_SAMPLES_PER_SEGMENT` times
+per segment (so huge coordinates cannot ask for unbounded samples). The total is checked against the
+per-sketch point limit before the samples are computed. Points within 0.2 % of the sketch's size of
+their neighbours' chord are then dropped and the sketch is scaled into the unit box (``docs/datasets.md``).
 """
 
 from __future__ import annotations
 
+import io
 import math
 import re
 from pathlib import Path
@@ -22,126 +41,229 @@ from xml.etree.ElementTree import Element, ParseError
 import numpy as np
 
 from sketchbench.base.errors import DataError
+from sketchbench.data.limits import data_limits
 from sketchbench.data.sketch import BadSketch, Sketch
 
 #: Ramer–Douglas–Peucker-like tolerance, in units of the sketch's longer side
 SIMPLIFY_EPSILON = 0.002
+#: curve sampling step along the control polygon, in units of the sketch's longer side (a chord of
+#: this length on a curve of radius 1 % of the sketch strays 0.02 %: far below SIMPLIFY_EPSILON)
+CURVE_STEP = 0.004
+#: samples of one curve segment at most, whatever its coordinates
+MAX_SAMPLES_PER_SEGMENT = 64
 
-_TOKEN = re.compile(r"[MmLlHhVvCcSsQqTtAaZz]|[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
-_TRANSFORM = re.compile(r"(matrix|translate|scale|rotate|skewX|skewY)\s*\(([^)]*)\)")
+#: the numbers of path data, only counted (for the cost bound of step 3); svgelements parses
 _NUM = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
-_ARGS = {"M": 2, "L": 2, "H": 1, "V": 1, "C": 6, "S": 4, "Q": 4, "T": 2, "A": 7, "Z": 0}
+#: one command letter and the arguments that follow it (implicit repeats included)
+_RUN = re.compile(r"([MmLlHhVvCcSsQqTtAaZz])([^MmLlHhVvCcSsQqTtAaZz]*)")
+#: numbers one segment of each command takes
+_ARGS = {"M": 2, "L": 2, "T": 2, "H": 1, "V": 1, "C": 6, "S": 4, "Q": 4, "A": 7, "Z": 0}
+
+#: nesting depth of elements (and of ``<use>`` copies) at most; real sketches have a handful
+MAX_DEPTH = 256
+_XLINK_HREF = "{http://www.w3.org/1999/xlink}href"
+
+# segment kinds in the control-point table
+_POINT, _LINE, _CURVE = 0, 1, 2
 
 
-# -- SVG geometry --------------------------------------------------------------------------
-#: samples per Bézier segment (Sketchy strokes are chains of short segments; thinning follows)
-CURVE_SAMPLES = 8
-_T = np.linspace(0, 1, CURVE_SAMPLES + 1)[1:]
-#: cubic Bernstein basis at the sample parameters, (CURVE_SAMPLES, 4)
-_BASIS = np.stack([(1 - _T) ** 3, 3 * (1 - _T) ** 2 * _T, 3 * (1 - _T) * _T**2, _T**3], axis=1)
+# -- reading and checking the bytes ---------------------------------------------------------
+def _read(path: Path) -> bytes:
+    data_limits().check_file(path, svg=True)
+    return Path(path).read_bytes()
 
 
-def _sample(segments: list[list[float]], lines: list[bool]) -> np.ndarray:
-    """Points of one sub-path. Every segment is stored as a cubic ``[x0, y0, ..., x3, y3]`` (a line
-    as the degenerate cubic of its end points); all are evaluated in one product, and a line keeps
-    only its end point."""
-    ctrl = np.asarray(segments, dtype=np.float64).reshape(-1, 4, 2)
-    pts = np.einsum("sk,nkd->nsd", _BASIS, ctrl)  # (K, CURVE_SAMPLES, 2)
-    keep = np.ones(pts.shape[:2], dtype=bool)
-    keep[np.asarray(lines), :-1] = False
-    return np.vstack([ctrl[0, 0][None], pts[keep]])
+def _safe_tree(data: bytes, path: Path) -> Element:
+    """The document parsed by defusedxml; :class:`DataError` for entities or external references."""
+    import defusedxml.ElementTree as DET
+    from defusedxml import DefusedXmlException
+
+    try:
+        return DET.fromstring(data)
+    except DefusedXmlException as exc:
+        raise DataError(f"refused to parse {str(path)!r}: {type(exc).__name__} (unsafe XML)") from None
 
 
-def parse_path_d(d: str) -> list[np.ndarray]:
-    """An SVG path ``d`` string as polylines (one ``(n, 2)`` array per sub-path).
+def _own_points(el: Element) -> int:
+    """A lower bound on the points of one element's own path data."""
+    total = 0
+    d = el.get("d")
+    if d:  # each command gives one segment per full set of arguments (at least one), each >= 1 point
+        for cmd, args in _RUN.findall(d):
+            per = _ARGS[cmd.upper()]
+            total += max(1, len(_NUM.findall(args)) // per) if per else 1
+    pts = el.get("points")
+    if pts:
+        total += len(_NUM.findall(pts)) // 2
+    return total
 
-    The command loop is plain Python on floats (Sketchy paths are long chains of tiny segments,
-    where per-segment NumPy calls would dominate); sampling is one NumPy product per sub-path.
-    """
-    tokens = _TOKEN.findall(d)
-    out: list[np.ndarray] = []
-    segs: list[list[float]] = []
-    lines: list[bool] = []
-    x = y = sx = sy = 0.0
-    px = py = None  # the previous control point, reflected by S / T
-    prev = ""  # "C" or "Q": the family of the previous segment
-    cmd = ""
-    i, n_tok = 0, len(tokens)
-    pending_start: tuple[float, float] | None = None  # a moveto with no segment yet
 
-    def flush() -> None:
-        if segs:
-            out.append(_sample(segs, lines))
-        elif pending_start is not None:
-            out.append(np.array([pending_start]))
-        segs.clear()
-        lines.clear()
+def _min_points(root: Element) -> int:
+    """A lower bound on the points the file's path data gives (see step 3 of the module docstring),
+    counting an element once per ``<use>`` that copies it, as svgelements does: nested ``<use>``s
+    multiply (the "billion laughs" of SVG), and a ``<use>`` inside what it copies never ends
+    (ValueError). Linear in the document's size."""
+    ids = {el.get("id"): el for el in root.iter() if el.get("id") is not None}
+    memo: dict[int, int] = {}
+    visiting: set[int] = set()
 
-    def seg(c1x: float, c1y: float, c2x: float, c2y: float, ex: float, ey: float, line: bool) -> None:
-        segs.append([x, y, c1x, c1y, c2x, c2y, ex, ey])
-        lines.append(line)
+    def cost(el: Element, depth: int) -> int:
+        key = id(el)
+        if key in memo:
+            return memo[key]
+        if key in visiting:
+            raise ValueError(f"a <use> copies {el.get('id')!r} into itself (endless copy)")
+        if depth > MAX_DEPTH:
+            raise ValueError(f"elements (or <use> copies) nested deeper than {MAX_DEPTH}")
+        visiting.add(key)
+        total = _own_points(el) + sum(cost(child, depth + 1) for child in el)
+        if el.tag.rpartition("}")[2] == "use":
+            href = el.get(_XLINK_HREF) or el.get("href") or ""
+            target = ids.get(href[1:]) if href.startswith("#") else None
+            if target is not None:
+                total += cost(target, depth + 1)
+        visiting.discard(key)
+        memo[key] = total
+        return total
 
-    while i < n_tok:
-        tok = tokens[i]
-        if tok.isalpha():
-            cmd = tok
-            i += 1
-            if cmd in "Zz":
-                if (x, y) != (sx, sy) and (segs or pending_start is not None):
-                    seg(x, y, sx, sy, sx, sy, True)
-                x, y, px, prev = sx, sy, None, ""
+    return cost(root, 0)
+
+
+#: containers whose content is never drawn in place (svgelements itself skips ``defs`` and ``clipPath``)
+_NOT_RENDERED = ("symbol", "mask", "marker", "pattern")
+
+
+def _for_svgelements(root: Element) -> bytes:
+    """The checked document, re-serialised for svgelements: no DOCTYPE left for the standard
+    library's parser to read, and the containers of :data:`_NOT_RENDERED` turned into ``defs``."""
+    from xml.etree.ElementTree import tostring
+
+    for el in root.iter():
+        ns, _, local = el.tag.rpartition("}")
+        if local in _NOT_RENDERED:
+            el.tag = f"{ns}}}defs" if ns else "defs"
+    return tostring(root)
+
+
+# -- geometry (svgelements) -----------------------------------------------------------------
+def _shapes(data: bytes) -> list:
+    """The rendered stroke shapes of a document from :func:`_for_svgelements`."""
+    from svgelements import SVG, Polygon, Polyline, SimpleLine
+    from svgelements import Path as SvgPath
+
+    svg = SVG.parse(io.BytesIO(data), on_error="raise")
+    if svg is None:  # the whole document is display="none"
+        return []
+    return [e for e in svg.elements() if isinstance(e, (SvgPath, Polyline, Polygon, SimpleLine))]
+
+
+def _geometry(root: Element) -> tuple[list[tuple[float, ...]], list[int], list[bool]]:
+    """The control-point table of a checked document. What svgelements raises on malformed input
+    (ValueError, IndexError on a short ``transform``, ...) becomes one ValueError line."""
+    if root.tag.rpartition("}")[2] != "svg":
+        raise ValueError(f"the root element is <{root.tag.rpartition('}')[2]}>, not <svg>")
+    try:
+        return _control_table(_shapes(_for_svgelements(root)))
+    except (ValueError, IndexError, KeyError, TypeError, AttributeError, ArithmeticError, RecursionError) as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else "malformed"
+        raise ValueError(f"the SVG does not parse ({type(exc).__name__}: {msg})") from None
+
+
+def _control_table(shapes: list) -> tuple[list[tuple[float, ...]], list[int], list[bool]]:
+    """Every segment as 4 cubic control points ``(x0, y0, ..., x3, y3)``, with its kind and whether
+    it starts a stroke. A stroke's start point is a :data:`_POINT` row, a line the degenerate cubic
+    of its end points; quadratics are elevated to the equivalent cubic and arcs replaced by
+    svgelements' cubic approximation."""
+    from svgelements import Arc, Close, CubicBezier, Line, Move, Point, QuadraticBezier
+
+    rows: list[tuple[float, ...]] = []
+    kinds: list[int] = []
+    starts: list[bool] = []
+
+    def begin(x: float, y: float) -> None:
+        rows.append((x, y, x, y, x, y, x, y))
+        kinds.append(_POINT)
+        starts.append(True)
+
+    def cubic(seg) -> None:
+        a, b, c, e = seg.start, seg.control1, seg.control2, seg.end
+        rows.append((a.x, a.y, b.x, b.y, c.x, c.y, e.x, e.y))
+        kinds.append(_CURVE)
+        starts.append(False)
+
+    for shape in shapes:
+        open_stroke = False
+        for seg in shape.segments(transformed=True):
+            if isinstance(seg, Move):
+                begin(seg.end.x, seg.end.y)
+                open_stroke = True
                 continue
-        elif not cmd or cmd in "Zz":
-            raise ValueError(f"a number where a command was expected in {d[:40]!r}")
-        up = cmd.upper()
-        n = _ARGS[up]
-        if i + n > n_tok:
-            raise ValueError(f"command {cmd!r} needs {n} numbers in {d[:40]!r}")
-        try:
-            v = [float(t) for t in tokens[i : i + n]]
-        except ValueError:
-            raise ValueError(f"command {cmd!r} needs {n} numbers in {d[:40]!r}") from None
-        i += n
-        ox, oy = (x, y) if cmd.islower() else (0.0, 0.0)
-        if up == "M":
-            flush()
-            x, y = ox + v[0], oy + v[1]
-            sx, sy = x, y
-            pending_start = (x, y)
-            cmd = "l" if cmd == "m" else "L"  # further pairs after a moveto are linetos
-            px, prev = None, ""
-            continue
-        if not segs and pending_start is None:  # drawing before any moveto starts at the origin
-            pending_start = (x, y)
-        if up in ("L", "H", "V", "A"):  # an arc is replaced by its chord (sketch strokes do not use arcs)
-            if up == "L":
-                ex, ey = ox + v[0], oy + v[1]
-            elif up == "H":
-                ex, ey = ox + v[0], y
-            elif up == "V":
-                ex, ey = x, oy + v[0]
-            else:
-                ex, ey = ox + v[5], oy + v[6]
-            seg(x, y, ex, ey, ex, ey, True)
-            x, y, px, prev = ex, ey, None, ""
-        elif up in ("C", "S"):
-            if up == "C":
-                c1x, c1y, c2x, c2y, ex, ey = ox + v[0], oy + v[1], ox + v[2], oy + v[3], ox + v[4], oy + v[5]
-            else:
-                c1x, c1y = (2 * x - px, 2 * y - py) if prev == "C" and px is not None else (x, y)
-                c2x, c2y, ex, ey = ox + v[0], oy + v[1], ox + v[2], oy + v[3]
-            seg(c1x, c1y, c2x, c2y, ex, ey, False)
-            x, y, px, py, prev = ex, ey, c2x, c2y, "C"
-        else:  # Q / T, elevated to the equivalent cubic
-            if up == "Q":
-                qx, qy, ex, ey = ox + v[0], oy + v[1], ox + v[2], oy + v[3]
-            else:
-                qx, qy = (2 * x - px, 2 * y - py) if prev == "Q" and px is not None else (x, y)
-                ex, ey = ox + v[0], oy + v[1]
-            seg(x + 2 / 3 * (qx - x), y + 2 / 3 * (qy - y), ex + 2 / 3 * (qx - ex), ey + 2 / 3 * (qy - ey), ex, ey, False)
-            x, y, px, py, prev = ex, ey, qx, qy, "Q"
-    flush()
-    return out
+            start = seg.start if seg.start is not None else Point(0, 0)  # drawing before any moveto
+            if not open_stroke:
+                begin(start.x, start.y)
+                open_stroke = True
+            if isinstance(seg, CubicBezier):
+                cubic(seg)
+            elif isinstance(seg, QuadraticBezier):
+                q, e = seg.control, seg.end
+                rows.append((start.x, start.y, start.x + 2 / 3 * (q.x - start.x), start.y + 2 / 3 * (q.y - start.y),
+                             e.x + 2 / 3 * (q.x - e.x), e.y + 2 / 3 * (q.y - e.y), e.x, e.y))
+                kinds.append(_CURVE)
+                starts.append(False)
+            elif isinstance(seg, Arc):
+                for part in seg.as_cubic_curves():
+                    cubic(part)
+            elif isinstance(seg, (Line, Close)) or seg.end is not None:
+                e = seg.end
+                if isinstance(seg, Close) and (e.x, e.y) == (start.x, start.y):
+                    continue  # already back at the sub-path's start
+                rows.append((start.x, start.y, start.x, start.y, e.x, e.y, e.x, e.y))
+                kinds.append(_LINE)
+                starts.append(False)
+    return rows, kinds, starts
+
+
+def _sample(rows: list[tuple[float, ...]], kinds: list[int], starts: list[bool], where: str) -> list[np.ndarray]:
+    """The polylines of a control-point table (see the module docstring for the sampling rule)."""
+    if not rows:
+        return []
+    ctrl = np.asarray(rows, dtype=np.float64).reshape(-1, 4, 2)
+    if not np.isfinite(ctrl).all():
+        raise BadSketch(f"{where}: the SVG has non-finite coordinates")
+    flat = ctrl.reshape(-1, 2)
+    with np.errstate(over="ignore", invalid="ignore"):
+        extent = float((flat.max(axis=0) - flat.min(axis=0)).max())
+        curve = np.asarray(kinds) == _CURVE
+        n = np.ones(len(ctrl), dtype=np.int64)
+        if not math.isfinite(extent):
+            raise BadSketch(f"{where}: the SVG's coordinates are too large to measure")
+        if extent > 0 and curve.any():
+            c = ctrl[curve]
+            polygon = np.hypot(*(c[:, 1:] - c[:, :-1]).transpose(2, 0, 1)).sum(axis=1)
+            steps = np.nan_to_num(polygon / (CURVE_STEP * extent), nan=MAX_SAMPLES_PER_SEGMENT,
+                                  posinf=MAX_SAMPLES_PER_SEGMENT)
+            n[curve] = np.clip(np.ceil(steps), 1, MAX_SAMPLES_PER_SEGMENT)
+    total = int(n.sum())
+    data_limits().check_sketch(total, where)  # before the samples are allocated
+    seg_of = np.repeat(np.arange(len(ctrl)), n)
+    t = (np.arange(total) - np.repeat(np.cumsum(n) - n, n) + 1) / n[seg_of]  # k / n, k = 1..n
+    u = 1 - t
+    basis = np.stack([u**3, 3 * u * u * t, 3 * u * t * t, t**3], axis=1)  # cubic Bernstein, (total, 4)
+    with np.errstate(over="ignore", invalid="ignore"):
+        pts = np.einsum("pk,pkd->pd", basis, ctrl[seg_of])
+    stroke_of = (np.cumsum(starts) - 1)[seg_of]
+    return np.split(pts, np.flatnonzero(np.diff(stroke_of)) + 1)
+
+
+def parse_path_d(d: str, where: str = "path data") -> list[np.ndarray]:
+    """An SVG path ``d`` string as polylines (one ``(n, 2)`` array per sub-path), sampled like a file."""
+    from svgelements import Path as SvgPath
+
+    try:
+        table = _control_table([SvgPath(d)])
+    except (ValueError, IndexError) as exc:
+        raise ValueError(f"path data does not parse ({str(exc) or 'malformed'})") from None
+    return _sample(*table, where)
 
 
 def thin(strokes: list[np.ndarray], epsilon: float) -> list[np.ndarray]:
@@ -179,72 +301,26 @@ def thin(strokes: list[np.ndarray], epsilon: float) -> list[np.ndarray]:
     return [pts[stroke_of == i] for i in range(len(strokes))]
 
 
-def _transform_matrix(text: str | None) -> np.ndarray:
-    m = np.eye(3)
-    if not text:
-        return m
-    for name, args in _TRANSFORM.findall(text):
-        v = [float(x) for x in _NUM.findall(args)]
-        t = np.eye(3)
-        if name == "matrix" and len(v) == 6:
-            t = np.array([[v[0], v[2], v[4]], [v[1], v[3], v[5]], [0, 0, 1]])
-        elif name == "translate" and v:
-            t[0, 2], t[1, 2] = v[0], v[1] if len(v) > 1 else 0.0
-        elif name == "scale" and v:
-            t[0, 0], t[1, 1] = v[0], v[1] if len(v) > 1 else v[0]
-        elif name == "rotate" and v:
-            a = math.radians(v[0])
-            r = np.array([[math.cos(a), -math.sin(a), 0], [math.sin(a), math.cos(a), 0], [0, 0, 1]])
-            if len(v) == 3:
-                pre, post = np.eye(3), np.eye(3)
-                pre[:2, 2], post[:2, 2] = v[1:3], [-v[1], -v[2]]
-                r = pre @ r @ post
-            t = r
-        elif name == "skewX" and v:
-            t[0, 1] = math.tan(math.radians(v[0]))
-        elif name == "skewY" and v:
-            t[1, 0] = math.tan(math.radians(v[0]))
-        m = m @ t
-    return m
-
-
-def _collect(el: Element, matrix: np.ndarray, out: list[np.ndarray]) -> None:
-    matrix = matrix @ _transform_matrix(el.get("transform"))
-    tag = el.tag.rsplit("}", 1)[-1]
-    strokes: list[np.ndarray] = []
-    if tag == "path" and el.get("d"):
-        strokes = parse_path_d(el.get("d", ""))
-    elif tag in ("polyline", "polygon") and el.get("points"):
-        pts = np.array([float(x) for x in _NUM.findall(el.get("points", ""))])
-        if len(pts) >= 2:
-            pts = pts[: len(pts) // 2 * 2].reshape(-1, 2)
-            strokes = [np.vstack([pts, pts[:1]]) if tag == "polygon" else pts]
-    elif tag == "line":
-        strokes = [np.array([[float(el.get(k, 0)) for k in ("x1", "y1")], [float(el.get(k, 0)) for k in ("x2", "y2")]])]
-    for s in strokes:
-        out.append(s @ matrix[:2, :2].T + matrix[:2, 2])
-    for child in el:
-        if child.tag.rsplit("}", 1)[-1] not in ("defs", "clipPath", "mask", "symbol", "title", "desc", "metadata"):
-            _collect(child, matrix, out)
-
-
 def svg_strokes(path: Path) -> list[np.ndarray]:
-    """Polylines of an SVG sketch file. Raises ValueError/ParseError for a bad file and
-    DataError when defusedxml refuses it (entities, external references)."""
-    import defusedxml.ElementTree as DET
-    from defusedxml import DefusedXmlException
+    """Polylines of an SVG sketch file, in the document's coordinates (transforms applied).
 
-    try:
-        root = DET.parse(str(path)).getroot()
-    except DefusedXmlException as exc:
-        raise DataError(f"refused to parse {str(path)!r}: {type(exc).__name__} (unsafe XML)") from None
-    out: list[np.ndarray] = []
-    _collect(root, np.eye(3), out)
-    return out
+    Raises :class:`DataError` for a file over the byte limit or refused by defusedxml (entities,
+    external references), :class:`BadSketch` for one over the point limit or with non-finite
+    coordinates, and ValueError/ParseError for a file that does not parse."""
+    where = str(path)
+    data = _read(Path(path))
+    root = _safe_tree(data, Path(path))
+    data_limits().check_sketch(_min_points(root), where)
+    return _sample(*_geometry(root), where)
 
 
 def load_svg_sketch(path: Path) -> Sketch:
-    """One SVG file as a :class:`Sketch` (raises BadSketch/ValueError/ParseError when unusable)."""
+    """One SVG file as a :class:`Sketch`, thinned and scaled into the unit box.
+
+    Raises :class:`BadSketch` (no strokes, non-finite coordinates, over the point limit) or
+    ValueError/ParseError (does not parse) for an unusable sketch, which a loader skips and counts,
+    and a plain :class:`DataError` for a file that must not be read at all (over the byte limit,
+    unsafe XML), which a loader does not skip."""
     strokes = [s for s in svg_strokes(path) if len(s)]
     if not strokes:
         raise BadSketch("no strokes in the SVG")
@@ -268,4 +344,3 @@ def read_svg_sketch(path: Path) -> Sketch:
         raise DataError(f"SVG {str(path)!r} does not parse ({msg})") from None
     except OSError as exc:
         raise DataError(f"cannot read {str(path)!r}: {exc.strerror or exc}") from None
-

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import glob
 import json
 import platform
 import subprocess
@@ -21,7 +22,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from sketchbench.base.artifacts import atomic_write_bytes
+from sketchbench.base.artifacts import atomic_write_bytes, remove_orphaned_temporaries
 from sketchbench.base.errors import SketchbenchError
 from sketchbench.base.machine import machine_info
 from sketchbench.measure.flops import FLOPS_CONVENTION
@@ -166,6 +167,9 @@ def locked(path: Path) -> Iterator[None]:
             yield
             return
         fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        # with the lock held no other run writes this file: a temporary of it older than a few
+        # minutes is a killed writer's (write_results' temporaries live for milliseconds)
+        remove_orphaned_temporaries(path.parent.glob(f"{glob.escape(path.name)}.*.tmp"), older_than_s=300)
         try:
             yield
         finally:
