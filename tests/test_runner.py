@@ -274,3 +274,13 @@ def test_save_weights_to_an_unwritable_place_fails_before_training(tmp_path):
     assert code != 0 and "--save-weights" in err and "cannot create the folder" in err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err + out
     assert not (tmp_path / "r.json").exists()
+
+
+def test_bench_finds_the_repositorys_benchmarks_from_another_folder(tmp_path, monkeypatch):
+    """Run from outside the repository (an editable install), `bench` still lists the paper's tables."""
+    from sketchbench.run.bench import bench_names, default_bench_dir
+
+    monkeypatch.chdir(tmp_path)
+    assert {"main", "smoke", "latency", "pilot"} <= set(bench_names(default_bench_dir()))
+    code, out, _ = run_cli("bench")
+    assert code == 0 and "latency" in out

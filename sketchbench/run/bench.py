@@ -55,10 +55,12 @@ BENCH_ANALYSES = (*ANALYSES, "latency")
 
 
 def default_bench_dir() -> Path:
+    """``./benchmarks`` when there is one, else the repository's (an editable install, run from
+    another folder): sketchbench/run/bench.py -> the repository root is three levels up."""
     here = Path.cwd() / "benchmarks"
     if here.is_dir():
         return here
-    return Path(__file__).resolve().parents[1] / "benchmarks"
+    return Path(__file__).resolve().parents[2] / "benchmarks"
 
 
 def bench_names(bench_dir: Path) -> list[str]:
