@@ -423,3 +423,22 @@ def test_sketchy_parse_cache(tmp_path, monkeypatch):
     os.utime(f, (1, 1))
     with pytest.raises(AssertionError, match="parsed again"):
         load("sketchy", root, need_photos=False)
+
+
+def test_fingerprint_follows_content_not_modification_times(tmp_path):
+    """A re-copied dataset (same bytes, new mtimes) keeps its fingerprint, so no cache entry is lost;
+    changed bytes of the same size change it."""
+    from sketchbench import fingerprint_files
+
+    a, b = tmp_path / "a.bin", tmp_path / "b.bin"
+    a.write_bytes(b"sketches" * 100)
+    b.write_bytes(b"photos" * 100)
+    first = fingerprint_files([a, b], extra="x")
+    assert fingerprint_files([b, a], extra="x") == first  # order does not matter, memo hit
+    os.utime(a, (1_000_000, 1_000_000))  # a re-copy: same bytes, another mtime
+    assert fingerprint_files([a, b], extra="x") == first
+    a.write_bytes(b"sketchez" * 100)  # same size, other bytes
+    assert fingerprint_files([a, b], extra="x") != first
+    assert fingerprint_files([a, b], extra="y") != fingerprint_files([a, b], extra="x")
+    with pytest.raises(DataError, match="missing.bin"):
+        fingerprint_files([tmp_path / "missing.bin"])

@@ -103,9 +103,11 @@ def test_gallery_folder_and_its_cache(trained, tmp_path):
         r["photo"] for r in first["queries"][0]["results"]]
     assert [r["distance"] for r in split_answer["queries"][0]["results"]] == pytest.approx(
         [r["distance"] for r in first["queries"][0]["results"]], abs=1e-6)
-    # a changed photo file is a new gallery
+    # a touched photo file (same bytes) is the same gallery; a changed one is a new gallery
     touched = folder / f"{split.photo_ids[0]}.png"
     os.utime(touched, (touched.stat().st_atime, touched.stat().st_mtime + 10))
+    assert retrieve_json(trained, "-g", str(folder), *args)["gallery"]["cached"] is True
+    Image.fromarray(255 - split.photos[0]).save(touched)
     assert retrieve_json(trained, "-g", str(folder), *args)["gallery"]["cached"] is False
     # the table names the canvas and the FLOPs
     code, out, err = retrieve(trained, "-g", str(folder), *args)

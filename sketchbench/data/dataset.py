@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from sketchbench.base.artifacts import atomic_write_bytes, default_cache_dir, stable_hash
 from sketchbench.base.errors import DataError
 from sketchbench.data.limits import PointBudget, data_limits
 from sketchbench.data.sketch import BadSketch, Sketch
@@ -118,13 +119,50 @@ class DatasetSource(ABC):
         return root
 
 
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def fingerprint_files(paths: Iterable[Path], extra: str = "") -> str:
-    """A content-address of data files from their names, sizes and modification times (cheap)."""
+    """A content address of data files: their names, sizes and the sha256 of their bytes.
+
+    Every cache entry of a dataset (renders, checkpoints) is keyed by it, so it must not change when
+    the data does not: an earlier version used modification times, and a re-copy of the same files
+    (rsync without ``-t``, a re-download, a restored share) invalidated every trained model. Hashing
+    the bytes is memoised in the user cache per set of (path, size, mtime), so an unchanged dataset
+    costs one ``stat`` per file and a re-copied one is hashed once."""
+    files = sorted(Path(x) for x in paths)
+    stats = []
+    for p in files:
+        try:
+            st = p.stat()
+        except OSError as exc:
+            raise DataError(f"cannot read {str(p)!r}: {exc.strerror or exc}") from None
+        stats.append((str(p.resolve()), st.st_size, st.st_mtime_ns))
+    memo = default_cache_dir() / "fingerprints" / f"{stable_hash([extra, stats], 32)}.txt"
+    try:
+        known = memo.read_text().strip()
+        if len(known) == 16 and all(c in "0123456789abcdef" for c in known):
+            return known
+    except OSError:
+        pass
     h = hashlib.sha256(extra.encode())
-    for p in sorted(Path(x) for x in paths):
-        st = p.stat()
-        h.update(f"{p.name}:{st.st_size}:{int(st.st_mtime)}".encode())
-    return h.hexdigest()[:16]
+    for p, (_, size, _) in zip(files, stats, strict=True):
+        try:
+            digest = _file_sha256(p)
+        except OSError as exc:
+            raise DataError(f"cannot read {str(p)!r}: {exc.strerror or exc}") from None
+        h.update(f"{p.name}:{size}:{digest}".encode())
+    fingerprint = h.hexdigest()[:16]
+    try:
+        atomic_write_bytes(memo, fingerprint.encode())
+    except OSError:  # a read-only cache: hashed again next time, nothing lost
+        pass
+    return fingerprint
 
 
 class SkipCounter:

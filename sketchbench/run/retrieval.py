@@ -10,7 +10,7 @@ sketches against a gallery of photos, on the same path as evaluation.
 * **The gallery** (a dataset split, or a folder of photos) is encoded once; its embeddings go into the
   artifact store (kind ``gallery``), keyed by the model (its cell's ``config_hash``, seed and trained
   key) and the gallery (the split's data fingerprint, or the photo files' names, sizes and
-  modification times), so the next query, in this process or the next, only encodes the sketch.
+  contents), so the next query, in this process or the next, only encodes the sketch.
 
 The core names no method: everything goes through the public :class:`~sketchbench.Method` interface.
 """
@@ -48,7 +48,7 @@ class Gallery:
     ids: list[str]
     #: ``"test"``/``"train"`` (the model's dataset split) or the folder
     source: str
-    #: what the photos' content depends on (a data fingerprint, or the files' names/sizes/mtimes)
+    #: what the photos' content depends on (a data fingerprint, or the files' names/sizes/contents)
     fingerprint: str
     #: the photos' files (folder galleries)
     paths: list[Path] | None = None
