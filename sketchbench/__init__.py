@@ -28,6 +28,7 @@ from sketchbench.data.dataset import (  # noqa: E402
     fingerprint_files,
 )
 from sketchbench.data.limits import DataLimits, PointBudget, data_limits  # noqa: E402
+from sketchbench.data.queries import grey_on_white  # noqa: E402
 from sketchbench.data.render import downscale_raster, render_item, render_sketch, stroke_width  # noqa: E402
 from sketchbench.data.rundata import RunData  # noqa: E402
 from sketchbench.data.safe_pickle import load_pickle  # noqa: E402
@@ -44,5 +45,5 @@ __all__ = [
     "Method", "MethodContext", "Param", "RunData", "Sketch", "SketchItem", "SketchbenchError", "SkipCounter", "Split",
     "TrainingError", "__version__", "count_flops", "downscale_raster", "fingerprint_files", "hookimpl", "render_item",
     "render_sketch", "stroke_width", "vectorise", "WeightSource", "load_pickle", "progress_bar", "stable_hash",
-    "ArtifactCache", "default_cache_dir", "DataLimits", "PointBudget", "data_limits", "load_svg_sketch",
+    "ArtifactCache", "default_cache_dir", "DataLimits", "PointBudget", "data_limits", "load_svg_sketch", "grey_on_white",
 ]

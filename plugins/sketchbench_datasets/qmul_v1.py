@@ -52,6 +52,7 @@ from sketchbench import (
     Split,
     data_limits,
     fingerprint_files,
+    grey_on_white,
 )
 
 from ._photos import load_photos
@@ -138,12 +139,7 @@ def read_png_sketch(path: Path) -> np.ndarray:
     """One sketch PNG of the RGB layout as a uint8 ``(H, W)`` black-on-white raster (alpha over white)."""
     try:
         with Image.open(path) as img:
-            if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-                rgba = img.convert("RGBA")
-                white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-                grey = Image.alpha_composite(white, rgba).convert("L")
-            else:
-                grey = img.convert("L")
+            grey = grey_on_white(img)
         arr = np.asarray(grey, dtype=np.uint8)
     except FileNotFoundError:
         raise DataError(f"sketch {str(path)!r} does not exist") from None

@@ -148,7 +148,7 @@ def fingerprint_files(paths: Iterable[Path], extra: str = "") -> str:
         known = memo.read_text().strip()
         if len(known) == 16 and all(c in "0123456789abcdef" for c in known):
             return known
-    except OSError:
+    except OSError:  # no memo yet (or an unreadable one): hash the files below
         pass
     h = hashlib.sha256(extra.encode())
     for p, (_, size, _) in zip(files, stats, strict=True):

@@ -78,17 +78,22 @@ def sketch_from_polylines(strokes: Sequence[Sequence[Sequence[float]]]) -> Sketc
     return sketch_from_array(np.vstack(parts))
 
 
+def grey_on_white(img: Image.Image) -> Image.Image:
+    """A sketch image in grey (mode ``L``), any transparency composited over white: drawing tools
+    save strokes on a transparent background, which a plain ``convert("L")`` would turn black."""
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("L")
+    return img.convert("L")
+
+
 def read_raster(path: Path) -> np.ndarray:
     """A raster sketch as uint8 ``(H, W)`` black on white (see the module docstring)."""
     try:
         with Image.open(path) as img:
             img.load()
-            if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-                rgba = img.convert("RGBA")
-                white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-                gray = Image.alpha_composite(white, rgba).convert("L")
-            else:
-                gray = img.convert("L")
+            gray = grey_on_white(img)
     except FileNotFoundError:
         raise DataError(f"query {str(path)!r} does not exist") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
