@@ -36,6 +36,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from sketchbench import Sketch
+from sketchbench_query import sequence_rows, stroke5_rows
 
 SEQUENCE_ENCODERS = ("gru", "lstm", "transformer")
 ENCODERS = (*SEQUENCE_ENCODERS, "image")
@@ -47,25 +48,17 @@ THUMBNAIL = 32
 # -- inputs ------------------------------------------------------------------------------------
 def stroke5(sketch: Sketch, max_points: int) -> np.ndarray:
     """The RDP-simplified sketch as stroke-5 rows ``(dx, dy, p1, p2, p3)`` (``≤ max_points + 1``
-    rows: the points and the end-of-sketch row)."""
-    return sketch.simplify(max_points).to_stroke5()
+    rows: the points and the end-of-sketch row): the ``stroke5`` recipe of :mod:`sketchbench_query`."""
+    return stroke5_rows(sketch.points, max_points)
 
 
 def sequence_features(seq5: np.ndarray, coords: str, offset_scale: float = 1.0) -> np.ndarray:
-    """Stroke-5 rows → the selector's ``(T, 5)`` float32 input rows.
+    """Stroke-5 rows → the selector's ``(T, 5)`` float32 input rows (:func:`sketchbench_query.sequence_rows`).
 
     ``absolute``: the offsets are summed back to absolute positions (the first row's offset is
     from the origin) and mapped from [0, 1] to [-1, 1]; ``offset``: offsets / ``offset_scale``.
     """
-    out = np.asarray(seq5, dtype=np.float32).copy()
-    if coords == "absolute":
-        out[:, :2] = np.cumsum(out[:, :2], axis=0) * 2.0 - 1.0
-    elif coords == "offset":
-        out[1:, :2] /= max(offset_scale, 1e-6)
-        out[0, :2] = out[0, :2] * 2.0 - 1.0  # the first row is an absolute start position
-    else:
-        raise ValueError(f"unknown coords {coords!r}")
-    return out
+    return sequence_rows(seq5, coords, offset_scale)  # a ValueError for unknown coords
 
 
 def offset_std(seqs: Sequence[np.ndarray]) -> float:

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from sketchbench.base.errors import DataError
+from sketchbench_query import points as _points
+from sketchbench_query.rdp import simplify as _simplify
 
 
 class BadSketch(DataError, ValueError):
@@ -62,29 +64,10 @@ class Sketch:
         With ``normalise`` the sketch is scaled uniformly so that its longer side spans the unit
         box minus ``margin`` on each side, and centred. Raises :class:`BadSketch`.
         """
-        arr = np.asarray(array, dtype=np.float64)
-        if arr.ndim != 2 or arr.shape[1] != 3:
-            raise BadSketch(f"expected an (N, 3) array of x, y, pen, got shape {arr.shape}")
-        if len(arr) == 0:
-            raise BadSketch("sketch has no points")
-        if not np.isfinite(arr).all():
-            raise BadSketch("sketch has NaN or infinite coordinates")
-        if not 0.0 <= margin < 0.5:
-            raise BadSketch(f"margin must be in [0, 0.5), got {margin}")
-        pts = arr.copy()
-        pts[:, 2] = (pts[:, 2] > 0.5).astype(np.float64)
-        pts[-1, 2] = 1.0
-        if normalise:
-            lo = pts[:, :2].min(axis=0)
-            hi = pts[:, :2].max(axis=0)
-            extent = float((hi - lo).max())
-            if extent <= 0:
-                raise BadSketch("all points of the sketch are equal")
-            scale = (1.0 - 2 * margin) / extent
-            centre = (lo + hi) / 2
-            # clip away float rounding (-1e-16) so that the [0, 1] contract holds exactly
-            pts[:, :2] = np.clip((pts[:, :2] - centre) * scale + 0.5, 0.0, 1.0)
-        return cls(pts.astype(np.float32))
+        try:
+            return cls(_points.to_unit_box(array, normalise=normalise, margin=margin))
+        except _points.SketchInputError as exc:
+            raise BadSketch(str(exc)) from None
 
     @classmethod
     def from_strokes(cls, strokes: list[np.ndarray], *, normalise: bool = True, margin: float = 0.0) -> Sketch:
@@ -129,8 +112,7 @@ class Sketch:
 
     def strokes(self) -> list[np.ndarray]:
         """The ``(n_i, 2)`` point arrays of each stroke, in drawing order."""
-        ends = np.nonzero(self.points[:, 2] > 0.5)[0]
-        return np.split(self.points[:, :2], ends[:-1] + 1)
+        return _points.strokes(self.points)
 
     def to_xyp(self, scale: float = 1.0) -> np.ndarray:
         """``(N, 3)`` absolute ``x, y, pen`` rows, coordinates multiplied by ``scale``."""
@@ -141,16 +123,7 @@ class Sketch:
     def to_stroke5(self) -> np.ndarray:
         """Stroke-5 ``(N + 1, 5)``: offsets from the previous point (the first from the origin
         (0, 0)), one-hot pen state, and a final end-of-sketch row."""
-        pts = self.points.astype(np.float64)
-        n = len(pts)
-        out = np.zeros((n + 1, 5), dtype=np.float32)
-        out[0, :2] = pts[0, :2]
-        out[1:n, :2] = pts[1:, :2] - pts[:-1, :2]
-        up = pts[:, 2] > 0.5
-        out[:n, 2] = ~up
-        out[:n, 3] = up
-        out[n, 4] = 1
-        return out
+        return _points.stroke5(self.points)
 
     def prefix(self, num_strokes: int) -> Sketch:
         """The partial sketch made of its first ``num_strokes`` strokes (on-the-fly retrieval).
@@ -164,74 +137,22 @@ class Sketch:
     def simplify(self, max_points: int | None = None, epsilon: float = 0.002) -> Sketch:
         """Ramer–Douglas–Peucker on each stroke with tolerance ``epsilon`` (unit-box units).
 
-        With ``max_points``, ``epsilon`` grows until at most ``max_points`` points remain. RDP
+        With ``max_points``, ``epsilon`` grows ×1.5 until at most ``max_points`` points remain. RDP
         always keeps the two end points of a stroke, so if that is still too many the shortest
-        strokes are dropped (drawing order is kept). ``max_points`` must be at least 2.
+        strokes are dropped (drawing order is kept). ``max_points`` must be at least 2. Compiled
+        (the ``simplification`` package) in :func:`sketchbench_query.simplify`, which a deployed
+        query runs too; equally distant farthest points split at the first, as before.
         """
-        if max_points is not None and max_points < 2:
-            raise BadSketch(f"max_points must be at least 2, got {max_points}")
-        strokes = [s.astype(np.float64) for s in self.strokes()]
-        eps = float(epsilon)
-        # beyond the bounding-box diagonal every stroke is down to its end points: stop there
-        x0, y0, x1, y1 = self.bbox()
-        eps_max = max(float(np.hypot(x1 - x0, y1 - y0)), eps) * 1.01
-        # RDP's split tree does not depend on the tolerance: each point's importance (the smallest
-        # split distance on its path) is computed once, and every tolerance is then a comparison
-        importance = [_rdp_importance(s) for s in strokes]
-        while True:
-            masks = [imp > eps for imp in importance]
-            total = sum(int(m.sum()) for m in masks)
-            if max_points is None or total <= max_points or eps >= eps_max:
-                break
-            eps = min(eps * 1.5, eps_max)
-        kept = [s[m] for s, m in zip(strokes, masks, strict=True)]
-        if max_points is not None and total > max_points:
-            # rank by the drawn (unsimplified) length: a long wiggly stroke outranks its chord
-            lengths = [float(np.hypot(*np.diff(s, axis=0).T).sum()) if len(s) > 1 else 0.0 for s in strokes]
-            keep = np.zeros(len(kept), dtype=bool)
-            budget = max_points
-            for i in np.argsort(lengths, kind="stable")[::-1]:
-                if len(kept[i]) <= budget:
-                    keep[i] = True
-                    budget -= len(kept[i])
-            kept = [k for k, flag in zip(kept, keep) if flag]
-        return Sketch.from_strokes(kept, normalise=False)
+        try:
+            return Sketch(_simplify(self.points, max_points, epsilon))
+        except _points.SketchInputError as exc:
+            raise BadSketch(str(exc)) from None
 
     def bbox(self) -> tuple[float, float, float, float]:
         """``(x0, y0, x1, y1)`` of all points."""
         lo = self.points[:, :2].min(axis=0)
         hi = self.points[:, :2].max(axis=0)
         return float(lo[0]), float(lo[1]), float(hi[0]), float(hi[1])
-
-
-def _rdp_importance(points: np.ndarray) -> np.ndarray:
-    """Per point, the largest Ramer–Douglas–Peucker tolerance at which it is still kept: RDP splits
-    each interval at its farthest point whatever the tolerance, so a point is kept at ``eps`` exactly
-    when every split on its path (itself included) is farther than ``eps``. End points: ``inf``.
-    ``_rdp_mask(points, eps) == (_rdp_importance(points) > eps)``."""
-    n = len(points)
-    imp = np.full(n, np.inf)
-    if n <= 2:
-        return imp
-    imp[1:-1] = -np.inf
-    stack = [(0, n - 1, np.inf)]
-    while stack:
-        i, j, bound = stack.pop()
-        if j <= i + 1:
-            continue
-        a, b = points[i], points[j]
-        seg = points[i + 1 : j]
-        ab = b - a
-        norm2 = float(ab @ ab)
-        t = np.zeros(len(seg)) if norm2 == 0 else np.clip((seg - a) @ ab / norm2, 0.0, 1.0)
-        dist = np.hypot(*(seg - a - t[:, None] * ab).T)
-        k = int(np.argmax(dist))
-        m = i + 1 + k
-        value = min(bound, float(dist[k]))
-        imp[m] = value
-        stack.append((i, m, value))
-        stack.append((m, j, value))
-    return imp
 
 
 def _rdp_mask(points: np.ndarray, eps: float) -> np.ndarray:

@@ -24,11 +24,15 @@ from torch import nn
 from sketchbench.base.errors import SketchbenchError
 from sketchbench.data import render
 from sketchbench.data.sketch import BadSketch, Sketch
+from sketchbench_query import recipes
+from sketchbench_query.points import SketchInputError
+from sketchbench_query.retrieve import ort_session as _ort_session
 
 #: the ONNX opset the graphs are written with
 OPSET = 17
-#: the kinds of selector input a core consumer knows how to make (``selector_input``)
-SELECTOR_INPUTS = ("stroke5", "thumbnail")
+#: the kinds of selector input sketchbench knows how to make (``selector_input``): the recipe
+#: table of :mod:`sketchbench_query.recipes`, the one place they are made
+SELECTOR_INPUTS = tuple(recipes.RECIPES)
 
 
 def require_onnxruntime(what: str = "this") -> Any:
@@ -107,15 +111,8 @@ def providers(device: torch.device | str) -> list[str]:
 def ort_session(model: bytes | str | Path, threads: int, device: torch.device | str = "cpu") -> Any:
     """An onnxruntime session running on ``threads`` intra-op threads (one inter-op thread, sequential
     execution, every graph optimisation on)."""
-    ort = require_onnxruntime("the onnxruntime runtime")
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = max(1, int(threads))
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3
-    source = model if isinstance(model, bytes) else str(model)
-    return ort.InferenceSession(source, options, providers=providers(device))
+    require_onnxruntime("the onnxruntime runtime")
+    return _ort_session(model, threads, providers(device))
 
 
 def as_numpy(x: torch.Tensor) -> np.ndarray:
@@ -137,28 +134,16 @@ def item_vector(vector: Sketch | None, raster: np.ndarray | None) -> Sketch:
 
 
 def selector_input(vector: Sketch | None, raster: np.ndarray | None, recipe: Mapping[str, Any]) -> np.ndarray:
-    """A selector graph's input for one sketch, made as its ``recipe`` (the manifest's ``input``) says.
-
-    - ``stroke5``: the sketch simplified by Ramer–Douglas–Peucker to at most ``max_points`` points
-      (:meth:`Sketch.simplify`), as stroke-5 rows ``(dx, dy, p1, p2, p3)`` with an end row
-      (:meth:`Sketch.to_stroke5`); ``coords="absolute"``: x, y summed back to positions and mapped
-      from [0, 1] to [-1, 1]; ``"offset"``: offsets divided by ``offset_scale`` (the first row, a
-      start position, mapped to [-1, 1]). float32 ``(1, T, 5)``.
-    - ``thumbnail``: the sketch rendered at ``size`` × ``size`` (the renderer below), uint8 ``(1, s, s)``.
-    """
-    kind = recipe.get("kind")
-    if kind == "stroke5":
-        seq = item_vector(vector, raster).simplify(int(recipe["max_points"])).to_stroke5()
-        out = np.asarray(seq, dtype=np.float32).copy()
-        if recipe.get("coords", "absolute") == "absolute":
-            out[:, :2] = np.cumsum(out[:, :2], axis=0) * 2.0 - 1.0
-        else:
-            out[1:, :2] /= max(float(recipe.get("offset_scale", 1.0)), 1e-6)
-            out[0, :2] = out[0, :2] * 2.0 - 1.0
-        return out[None]
-    if kind == "thumbnail":
-        return render.render_item(vector, raster, int(recipe["size"]))[None]
-    raise SketchbenchError(f"unknown selector input kind {kind!r} (known: {', '.join(SELECTOR_INPUTS)})")
+    """A selector graph's input for one sketch, made as its ``recipe`` (the manifest's ``input``)
+    says, by :func:`sketchbench_query.selector_input` (the recipes are listed there). A raster-only
+    sketch is vectorised first (:func:`item_vector`), except for image recipes (``thumbnail``),
+    which downscale the raster itself as every canvas does (``render_item``)."""
+    try:
+        if recipe.get("kind") == "thumbnail" and vector is None:
+            return render.render_item(None, raster, int(recipe["size"]))[None]
+        return recipes.selector_input(item_vector(vector, raster).points, recipe)
+    except SketchInputError as exc:
+        raise SketchbenchError(f"selector input: {exc}") from None
 
 
 def renderer_manifest(canvases: Sequence[int]) -> dict[str, Any]:
