@@ -109,6 +109,70 @@ def test_export_runs_in_onnxruntime_with_equal_embeddings_and_ranks(trained, tmp
         assert hist == cell["canvas_histogram"]
 
 
+#: run in a fresh interpreter where torch (and sketchbench itself) cannot be imported: the deployed query
+_TORCH_FREE = """
+import json, sys
+import numpy as np
+
+class Blocked:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("torch", "sketchbench", "torchvision", "timm"):
+            raise ImportError(f"{name} is blocked: the query must not need it")
+
+sys.meta_path.insert(0, Blocked())
+try:
+    import torch  # noqa: F401
+    sys.exit("torch imported")
+except ImportError:
+    pass
+from sketchbench_query import Retriever, query
+
+folder, inputs = sys.argv[1], np.load(sys.argv[2])
+sketches = [inputs[k] for k in sorted(inputs.files, key=int)]
+one = [query(folder, s) for s in sketches]
+r = Retriever(folder)
+pixels = [[(p[:, :2] * 200 + 30).tolist() for p in np.split(s, np.flatnonzero(s[:, 2])[:-1] + 1)] for s in sketches]
+print(json.dumps({"one": one, "batch": r.query_batch(sketches), "pixels": r.query_batch(pixels),
+                  "chosen": [r.choose_canvas(s) for s in sketches], "ids": r.photo_ids,
+                  "modules": sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "sketchbench"))}))
+"""
+
+
+def test_torch_free_query_gives_the_runs_ranks(trained, tmp_path):
+    """``sketchbench_query.query`` on an export folder, in a process where torch cannot be imported,
+    ranks the gallery as the run did: the true photo's position is the cell's recorded rank."""
+    import os
+    import subprocess
+    import sys
+
+    from sketchbench.run.trained import load_trained
+
+    results, cache = trained
+    out = tmp_path / "v2"
+    assert run_cli("export", str(results), "-m", "sketchynet-v2", "--cache-dir", str(cache), "-o", str(out))[0] == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["gallery"]["file"] == "gallery.npy" and (out / "gallery.npy").is_file()
+    data = load_trained(results, method="sketchynet-v2", cache_dir=cache).data
+    items = data.items("test")
+    np.savez(tmp_path / "q.npz", **{str(i): it.vector.points for i, it in enumerate(items)})
+    script = tmp_path / "query.py"
+    script.write_text(_TORCH_FREE)
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, str(script), str(out), str(tmp_path / "q.npz")], capture_output=True,
+                          text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    got = json.loads(proc.stdout)
+    assert got["modules"] == []
+    ids = data.split("test").photo_ids
+    assert got["ids"] == list(ids)
+    truth = [ids[int(p)] for p in data.pairs("test")]
+    cell = _cell(results, "sketchynet-v2", "dynamic")
+    assert [ranked.index(t) + 1 for ranked, t in zip(got["one"], truth)] == cell["query_ranks"]
+    assert got["batch"] == got["one"] and got["pixels"] == got["one"]
+    assert {str(c): got["chosen"].count(c) for c in (32, 64)} == cell["canvas_histogram"]
+
+
 def test_export_sketch_encoder_is_torch_exact_at_every_canvas(trained, tmp_path):
     from sketchbench.run.trained import load_trained
 

@@ -46,6 +46,8 @@ FORMAT_VERSION = 1
 #: the largest absolute difference allowed between an onnxruntime output and PyTorch's
 TOLERANCE = 1e-4
 ROLES = ("sketch_encoder", "photo_encoder", "selector")
+#: the test photos' embeddings, for a query without the dataset (sketchbench_query)
+GALLERY_FILE = "gallery.npy"
 
 
 def default_out_dir(cell: dict[str, Any]) -> Path:
@@ -199,6 +201,10 @@ def export_trained(model: TrainedModel, out_dir: Path, *, tolerance: float = TOL
     p_onnx = _run(session, photos, bs)
     diffs[ph_key] = _max_diff(p_onnx, p_torch)
     manifest_graphs[ph_key] = {"role": "photo_encoder", "file": path.name, **_io(session), **ph.get("about", {})}
+    # the gallery a deployed query ranks (sketchbench_query): the test photos as photo_encoder.onnx embeds them
+    np.save(out_dir / GALLERY_FILE, np.ascontiguousarray(p_onnx.flatten(1).numpy(), dtype=np.float32), allow_pickle=False)
+    gallery = {"file": GALLERY_FILE, "photo_ids": [str(i) for i in data.split("test").photo_ids],
+               "what": "float32 (P, D): the cell's test photos embedded by the photo encoder (ONNX), row i = photo_ids[i]"}
 
     # the selector: its input made from each test sketch by the recipe alone, as a deployment would
     choices_onnx: list[int] | None = None
@@ -295,6 +301,7 @@ def export_trained(model: TrainedModel, out_dir: Path, *, tolerance: float = TOL
         "photo_size": preset.photo_size,
         "graphs": manifest_graphs,
         "renderer": renderer_manifest(enc_canvases),
+        "gallery": gallery,
         "distance": {"kind": "euclidean", "on": "the flattened embeddings",
                      "rank": "the number of gallery photos at a distance <= the paired photo's, itself included "
                              "(1 = first; ties count against)"},
