@@ -17,7 +17,9 @@ encoder call. A cell records (:func:`cell_latency`):
 - ``query_latency_ms``: one query end to end, batch 1: the canvas selector where the method has
   one, rendering the vector sketch at the canvas, ``prepare_sketch`` and the sketch branch (mean
   over a few test queries per chosen canvas of each query's median), with its parts in
-  ``query_breakdown_ms``.
+  ``query_breakdown_ms``; dynamic methods add ``query_upstream_ms`` (the same sketches' query
+  without the selector: their upstream's own query at the canvases chosen) and
+  ``query_selection_ms`` (choosing alone on up to 32 test sketches: median, p90, max).
 
 :func:`compute_bound` measures what the machine itself sustains at a thread count (a dense matmul
 and a large convolution), the limit every latency is read against.
@@ -46,6 +48,8 @@ if TYPE_CHECKING:
 RUNTIMES = ("torch", "torch-compile", "onnxruntime")
 #: test queries timed end to end per chosen canvas (each: warm-up, then the preset's repeats)
 QUERY_SAMPLES = 4
+#: test sketches whose canvas choice alone is timed (a dynamic cell's median selection)
+SELECT_SAMPLES = 32
 
 
 def check_runtime(runtime: str) -> str:
@@ -207,26 +211,87 @@ def _samples(indices: Sequence[int], k: int) -> list[int]:
 
 def _selector(method: Method, runtime: Runtime, data: RunData) -> tuple[Callable[[Any], int], str] | None:
     """How one query's canvas is chosen in ``runtime``: (function of an item → canvas, the runtime it
-    runs in). Dynamic methods only; a selector graph runs in onnxruntime, anything else eagerly."""
+    runs in). Dynamic methods only. In onnxruntime a selector graph runs in its own session, its input
+    made by the export's recipe (numpy in, numpy out, as a deployment runs it); anything else eagerly."""
     if not method.dynamic:
         return None
     if runtime.name == "onnxruntime":
         graphs = method.export_modules(list(data.preset.canvases), data.preset.photo_size)
         graph = next((g for g in graphs.values() if g.get("role") == "selector"), None)
-        from sketchbench.measure.onnx import SELECTOR_INPUTS, selector_input
+        from sketchbench.measure.onnx import SELECTOR_INPUTS, export_onnx, ort_session, selector_input
 
         if graph is not None and graph.get("about", {}).get("input", {}).get("kind") in SELECTOR_INPUTS:
             about = graph["about"]
-            fn = runtime.callable(graph["module"], graph["inputs"], input_names=graph["input_names"],
-                                  dynamic_axes=graph.get("dynamic_axes"), what="the canvas selector")
+            model = export_onnx(graph["module"], graph["inputs"], input_names=graph["input_names"],
+                                output_names=graph["output_names"], dynamic_axes=graph.get("dynamic_axes"),
+                                what="the canvas selector")
+            session = ort_session(model, runtime.threads, runtime.device)
+            feed = session.get_inputs()[0].name
             cs = [int(c) for c in about["canvas_set"]]
+            recipe = about["input"]
 
             def choose_ort(item: Any) -> int:
-                x = torch.from_numpy(selector_input(item.vector, item.raster, about["input"]))
-                return cs[int(np.argmax(fn(x)[0][0]))]
+                logits = session.run(None, {feed: selector_input(item.vector, item.raster, recipe)})[0]
+                return cs[int(np.argmax(logits[0]))]
 
             return choose_ort, "onnxruntime"
     return (lambda item: int(method.choose_canvas(item))), "torch"
+
+
+def _encoder_ms(method: Method, runtime: Runtime, batch: int, canvas_counts: dict[int, int], repeats: int,
+                warmup: int) -> float:
+    """The sketch branch alone, one ``(batch, ...)`` call per canvas, weighted by ``canvas_counts``."""
+    branch = method.sketch_branch().eval()
+    total = 0.0
+    for c, n in canvas_counts.items():
+        example = (method.sketch_input(c, batch),)
+        if runtime.name == "torch":  # exactly the measurement of earlier results
+            ms = measure_latency_ms(branch, example[0], repeats, warmup)
+        else:
+            ms = runtime.time_ms(runtime.callable(branch, example), example, repeats, warmup)
+        total += n * ms
+    return total / sum(canvas_counts.values())
+
+
+def _one_query(method: Method, runtime: Runtime, encode: Callable[..., Any], select: Callable[[Any], int] | None,
+               item: Any, canvas: int, runs: int, untimed: int) -> list[float]:
+    """Medians (ms) over ``runs`` of one query: select, render, encode, total, and render + encode
+    (the query without its selector: the upstream's own query at the canvas chosen)."""
+    from sketchbench.data.render import render_item
+
+    times = []
+    with torch.inference_mode():
+        for r in range(untimed + runs):
+            _sync(runtime.syncs_cuda)
+            t0 = time.perf_counter()
+            cv = select(item) if select is not None else canvas
+            t1 = time.perf_counter()
+            image = torch.from_numpy(render_item(item.vector, item.raster, cv)).unsqueeze(0)
+            t2 = time.perf_counter()
+            encode(method.prepare_sketch(image))
+            _sync(runtime.syncs_cuda)
+            t3 = time.perf_counter()
+            if r >= untimed:
+                times.append((t1 - t0, t2 - t1, t3 - t2, t3 - t0, t3 - t1))
+    return [statistics.median(t[j] for t in times) * 1000.0 for j in range(5)]
+
+
+def selection_ms(select: Callable[[Any], int], items: Sequence[Any], runs: int, untimed: int) -> dict[str, Any]:
+    """Choosing the canvas alone, on up to :data:`SELECT_SAMPLES` test sketches (each the median of
+    ``runs`` after ``untimed`` calls): the median, 90th percentile and largest over the sketches."""
+    per = []
+    for i in _samples(range(len(items)), SELECT_SAMPLES):
+        times = []
+        with torch.inference_mode():
+            for r in range(untimed + runs):
+                t0 = time.perf_counter()
+                select(items[i])
+                if r >= untimed:
+                    times.append(time.perf_counter() - t0)
+        per.append(statistics.median(times) * 1000.0)
+    per.sort()
+    return {"median": statistics.median(per), "p90": per[min(len(per) - 1, round(0.9 * (len(per) - 1)))],
+            "max": per[-1], "sketches": len(per)}
 
 
 def cell_latency(method: Method, data: RunData, canvas_counts: dict[int, int],
@@ -255,59 +320,36 @@ def cell_latency(method: Method, data: RunData, canvas_counts: dict[int, int],
 
 def _cell_latency(method: Method, data: RunData, runtime: Runtime, batch: int, canvas_counts: dict[int, int],
                   chosen: Sequence[int] | None) -> dict[str, Any]:
-    from sketchbench.data.render import render_item
-
     preset = data.preset
     repeats, warmup = preset.latency_repeats, preset.latency_warmup
-    branch = method.sketch_branch().eval()
     total = sum(canvas_counts.values())
     items = data.items("test")
-    encoder_ms = 0.0
-    for c, n in canvas_counts.items():
-        example = (method.sketch_input(c, batch),)
-        if runtime.name == "torch":  # exactly the measurement of earlier results
-            ms = measure_latency_ms(branch, example[0], repeats, warmup)
-        else:
-            ms = runtime.time_ms(runtime.callable(branch, example), example, repeats, warmup)
-        encoder_ms += n * ms
-    encode = runtime.callable(branch, (method.sketch_input(min(canvas_counts), 1),))
+    encoder_ms = _encoder_ms(method, runtime, batch, canvas_counts, repeats, warmup)
+    encode = runtime.callable(method.sketch_branch().eval(), (method.sketch_input(min(canvas_counts), 1),))
     selector = _selector(method, runtime, data)
-    parts = {"select": 0.0, "render": 0.0, "encode": 0.0, "total": 0.0}
+    select = selector[0] if selector is not None else None
+    parts = {"select": 0.0, "render": 0.0, "encode": 0.0, "total": 0.0, "upstream": 0.0}
     sampled = 0
-    untimed = runtime.warmup(warmup)
+    untimed, runs = runtime.warmup(warmup), max(1, repeats)
     for c, n in canvas_counts.items():
         pool = [i for i, x in enumerate(chosen) if x == c] if chosen is not None else range(len(items))
         picks = _samples(pool, QUERY_SAMPLES)
-        per_query = []
-        for i in picks:
-            item = items[i]
-            times = []
-            with torch.inference_mode():
-                for r in range(untimed + max(1, repeats)):
-                    _sync(runtime.syncs_cuda)
-                    t0 = time.perf_counter()
-                    cv = selector[0](item) if selector is not None else c
-                    t1 = time.perf_counter()
-                    image = torch.from_numpy(render_item(item.vector, item.raster, cv)).unsqueeze(0)
-                    t2 = time.perf_counter()
-                    encode(method.prepare_sketch(image))
-                    _sync(runtime.syncs_cuda)
-                    t3 = time.perf_counter()
-                    if r >= untimed:
-                        times.append((t1 - t0, t2 - t1, t3 - t2, t3 - t0))
-            per_query.append([statistics.median(t[j] for t in times) * 1000.0 for j in range(4)])
+        per_query = [_one_query(method, runtime, encode, select, items[i], c, runs, untimed) for i in picks]
         sampled += len(picks)
         if per_query:
             for j, key in enumerate(parts):
                 parts[key] += n * statistics.fmean(q[j] for q in per_query)
     out = {
-        "latency_ms": encoder_ms / total,
+        "latency_ms": encoder_ms,
         "query_latency_ms": parts["total"] / total,
-        "query_breakdown_ms": {k: v / total for k, v in parts.items() if k != "total"},
+        "query_breakdown_ms": {k: parts[k] / total for k in ("select", "render", "encode")},
         "query_latency_samples": sampled,
     }
     if selector is not None:
         out["query_selector_runtime"] = selector[1]
+        # the same sketches' query without the selector: the upstream's own query at the chosen canvases
+        out["query_upstream_ms"] = parts["upstream"] / total
+        out["query_selection_ms"] = selection_ms(selector[0], items, runs, untimed)
     return out
 
 

@@ -57,6 +57,8 @@ def latency_rows(cells: list[Cell], bounds: dict[str, dict[str, Any]]) -> list[d
                     if isinstance(_extra(c, "query_breakdown_ms"), dict) and key in c.model_extra["query_breakdown_ms"]]
             if vals:
                 parts[key] = statistics.fmean(vals)
+        selection = [float(sel["median"]) for c in r.cells if isinstance(sel := _extra(c, "query_selection_ms"), dict)]
+        upstream = [float(u) for c in r.cells if (u := _extra(c, "query_upstream_ms")) is not None]
         bound = (bounds.get(str(threads)) or {}).get("bound_gflops_per_s")
         enc_per_query = enc / batch if enc else None
         rate = gflops / (enc_per_query / 1000.0) if gflops and enc_per_query else None
@@ -68,6 +70,9 @@ def latency_rows(cells: list[Cell], bounds: dict[str, dict[str, Any]]) -> list[d
             "of_bound": rate / bound if rate and bound else None,
             "query_of_bound": qrate / bound if qrate and bound else None,
             "error": _extra(first, "latency_error"),
+            "method": r.key.method, "teacher": r.key.teacher, "histogram": r.histogram,
+            "upstream": (first.params or {}).get("upstream") if r.key.canvas == "dynamic" else None,
+            "select_median_ms": _mean(selection), "upstream_ms": _mean(upstream),
         })
     for runtime in {row["runtime"] for row in out}:
         for ds in {row["dataset"] for row in out}:
@@ -80,6 +85,29 @@ def latency_rows(cells: list[Cell], bounds: dict[str, dict[str, Any]]) -> list[d
                 row["flops_ratio"] = top["gflops"] / row["gflops"]
                 row["encoder_ratio"] = (top["encoder_ms"] / row["encoder_ms"]) if top["encoder_ms"] and row["encoder_ms"] else None
                 row["query_ratio"] = (top["query_ms"] / row["query_ms"]) if top["query_ms"] and row["query_ms"] else None
+    return out
+
+
+def dynamic_against_upstream(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each dynamic row (a canvas chosen per sketch) against the rows of its upstream (the student
+    whose encoder it runs, e.g. SketchyNetV2 over SketchyNetV1) in the same runtime, dataset, threads
+    and batch: the upstream's query at the canvases the dynamic method chose (its per-canvas query
+    times weighted by the chosen-canvas histogram) and at the upstream's largest canvas."""
+    out = []
+    for d in rows:
+        hist = {int(k): n for k, n in (d.get("histogram") or {}).items() if n}
+        if d["canvas"] != "dynamic" or not d["query_ms"] or not hist:
+            continue
+        same = [r for r in rows if r["method"] == d["upstream"] and r["teacher"] == d["teacher"] and r["canvas"] != "dynamic"
+                and all(r[k] == d[k] for k in ("runtime", "dataset", "threads", "batch")) and r["query_ms"]]
+        at = {int(r["canvas"]): r["query_ms"] for r in same}
+        if not at or not set(hist) <= set(at):
+            continue
+        chosen = sum(n * at[c] for c, n in hist.items()) / sum(hist.values())
+        largest = max(at)
+        out.append({**d, "upstream_at_chosen_ms": chosen, "upstream_largest_canvas": largest,
+                    "upstream_largest_ms": at[largest], "ratio_chosen": d["query_ms"] / chosen,
+                    "ratio_largest": d["query_ms"] / at[largest]})
     return out
 
 
@@ -115,6 +143,20 @@ def render_latency(cells: list[Cell], bounds: dict[str, dict[str, Any]]) -> str:
               _f(r.get("encoder_ratio")), _f(r.get("query_ratio"))] for r in rows if r.get("reference")]
     lines.append(tabulate(ratio, headers=["method", "canvas", "runtime", "against", "FLOPs ×", "encoder latency ×",
                                           "query latency ×"], tablefmt="github"))
+    dyn = dynamic_against_upstream(rows)
+    if dyn:
+        lines += ["", "Dynamic methods against their upstream's query, same run and runtime (batch 1): the upstream's "
+                  "query at the canvases the dynamic method chose (its per-canvas rows weighted by the chosen-canvas "
+                  "histogram) and at its largest canvas; 'select median' = choosing the canvas alone, median over "
+                  "up to 32 test sketches; 'paired' = the dynamic method's own timed sketches without their selection:", ""]
+        lines.append(tabulate([[r["label"], r["runtime"], r["threads"], _f(r["query_ms"]), _f(r["select_median_ms"], 3),
+                                _f(r["upstream_ms"]), ", ".join(f"{c}: {n}" for c, n in r["histogram"].items() if n),
+                                _f(r["upstream_at_chosen_ms"]), _f(r["ratio_chosen"]),
+                                f"{_f(r['upstream_largest_ms'])} ({r['upstream_largest_canvas']})", _f(r["ratio_largest"])]
+                               for r in dyn],
+                              headers=["method", "runtime", "threads", "query ms", "select median ms", "paired ms",
+                                       "chosen", "upstream @ chosen ms", "÷ upstream @ chosen",
+                                       "upstream @ largest ms", "÷ upstream @ largest"], tablefmt="github"))
     return "\n".join(lines)
 
 
