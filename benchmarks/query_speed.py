@@ -15,7 +15,9 @@ Per test sketch, each the median of ``--repeats`` calls after one untimed call (
   polylines straight at c×c, 1 px, no supersampling, no caps or joints (what any Pillow-based
   rasteriser costs at least: the most a faster one could save);
 - ``encode @ c``: the sketch encoder graph; ``query``: :meth:`Retriever.query` (choose, render,
-  encode, rank the gallery); ``query (batch of all)``: :meth:`Retriever.query_batch` per sketch.
+  encode, rank the gallery); ``query (batch of all)``: :meth:`Retriever.query_batch` per sketch;
+- with ``--encoders gru,lstm,image``: ``choose, <encoder> selector``: each selector network of the
+  dynamic plugin (seeded, untrained: time does not depend on the weights), exported and run as above.
 """
 
 from __future__ import annotations
@@ -64,6 +66,24 @@ def floor_render(points: np.ndarray, canvas: int) -> np.ndarray:
     return np.asarray(img)
 
 
+def selector_chooser(encoder: str, canvases: list[int]) -> Callable[[np.ndarray], int]:
+    """The dynamic plugin's selector network ``encoder`` (seed 0, untrained) as an onnxruntime
+    chooser over ``canvases``, its input made by its own recipe."""
+    import torch
+    from sketchbench_dynamic.selectors import SelectorBundle
+
+    from sketchbench.measure.onnx import export_onnx
+    from sketchbench_query.retrieve import ort_session
+
+    torch.manual_seed(0)
+    graph = SelectorBundle(encoder, canvases, 128, 100, "absolute").eval().export_graph()
+    model = export_onnx(graph["module"], graph["inputs"], input_names=graph["input_names"],
+                        output_names=graph["output_names"], dynamic_axes=graph["dynamic_axes"], what=f"the {encoder} selector")
+    session, recipe = ort_session(model, 1), graph["about"]["input"]
+    feed = session.get_inputs()[0].name
+    return lambda s: canvases[int(np.argmax(session.run(None, {feed: selector_input(s, recipe)})[0][0]))]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("export", type=Path, help="a sketchbench export folder (a dynamic method's, for the selector rows)")
@@ -71,6 +91,7 @@ def main() -> None:
     ap.add_argument("--data-root", type=Path, default=None)
     ap.add_argument("--limit", type=int, default=100, help="test sketches timed (evenly spread)")
     ap.add_argument("--repeats", type=int, default=15)
+    ap.add_argument("--encoders", default="", help="also time these selector networks, e.g. gru,lstm,image")
     args = ap.parse_args()
 
     from sketchbench import DatasetOptions
@@ -105,6 +126,9 @@ def main() -> None:
         name = enc.get_inputs()[0].name
         rows.append((f"encode @ {c}", per_sketch(lambda s, e=enc, n=name, im=images: e.run(None, {n: im[id(s)]}), sketches,
                                                    args.repeats)))
+    for name in [e for e in args.encoders.split(",") if e]:
+        rows.append((f"choose, {name} selector", per_sketch(selector_chooser(name, r.canvas_set or sorted(r.encoders)),
+                                                            sketches, args.repeats)))
     if r.gallery is not None:
         rows.append(("query", per_sketch(r.query, sketches, args.repeats)))
         t0 = time.perf_counter()

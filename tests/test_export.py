@@ -299,6 +299,10 @@ def test_run_in_onnxruntime_records_latency_without_changing_accuracy_or_flops(t
     assert cell["query_selector_runtime"] == "onnxruntime"
     assert set(cell["query_breakdown_ms"]) == {"select", "render", "encode"}
     assert base["latency_runtime"] == "torch" and base["query_latency_ms"] > 0
+    # the same sketches without their selection (each run's total includes it, so the medians order too)
+    assert 0 < cell["query_upstream_ms"] <= cell["query_latency_ms"]
+    sel = cell["query_selection_ms"]
+    assert sel["sketches"] == min(32, cell["num_queries"]) and 0 < sel["median"] <= sel["p90"] <= sel["max"]
 
 
 def test_compute_bound_is_measured():
@@ -314,7 +318,7 @@ def test_latency_bench_tables_the_runtimes_against_the_bound(trained, tmp_path):
     bench_dir.mkdir()
     (bench_dir / "lat.toml").write_text(
         'title = "latency"\ndatasets = ["synthetic"]\nseeds = [0]\nanalyses = ["latency"]\n\n[[grid]]\n'
-        'methods = ["sketchynet-v1"]\ncanvases = [32]\nchain = false\n'
+        'methods = ["sketchynet-v1", "sketchynet-v2"]\ncanvases = "all"\nchain = false\n'
         'set = { latency_runtime = ["torch", "onnxruntime"] }\n')
     out = tmp_path / "out"
     code, stdout, err = run_cli("bench", "lat", "-p", "smoke", "--bench-dir", str(bench_dir), "--out-dir", str(out),
@@ -326,3 +330,17 @@ def test_latency_bench_tables_the_runtimes_against_the_bound(trained, tmp_path):
     assert (out / "lat-runtimes.png").is_file() and (out / "lat-runtimes.svg").is_file()
     runtimes = {c["latency_runtime"] for c in data["cells"]}
     assert runtimes == {"torch", "onnxruntime"}
+    # SketchyNetV2 beside SketchyNetV1's query at the canvases it chose and at its largest, per runtime
+    from sketchbench.results.latency import dynamic_against_upstream, latency_rows
+    from sketchbench.results.schema import cells_of
+
+    rows = latency_rows(cells_of(data), data["compute_bound"])
+    dyn = {r["runtime"]: r for r in dynamic_against_upstream(rows)}
+    assert set(dyn) == {"torch", "onnxruntime"}
+    for r in dyn.values():
+        v1 = {x["canvas"]: x["query_ms"] for x in rows if x["method"] == "sketchynet-v1" and x["runtime"] == r["runtime"]}
+        hist = {int(c): n for c, n in r["histogram"].items()}
+        assert r["upstream_at_chosen_ms"] == pytest.approx(sum(n * v1[c] for c, n in hist.items()) / sum(hist.values()))
+        assert r["upstream_largest_canvas"] == 64 and r["upstream_largest_ms"] == v1[64]
+        assert r["ratio_chosen"] == pytest.approx(r["query_ms"] / r["upstream_at_chosen_ms"])
+    assert "÷ upstream @ chosen" in stdout and "select median ms" in stdout
