@@ -73,6 +73,7 @@ def latency_rows(cells: list[Cell], bounds: dict[str, dict[str, Any]]) -> list[d
             "method": r.key.method, "teacher": r.key.teacher, "histogram": r.histogram,
             "upstream": (first.params or {}).get("upstream") if r.key.canvas == "dynamic" else None,
             "select_median_ms": _mean(selection), "upstream_ms": _mean(upstream),
+            "selector_gflops": _mean([float(g) for c in r.cells if (g := _extra(c, "selector_gflops")) is not None]),
         })
     for runtime in {row["runtime"] for row in out}:
         for ds in {row["dataset"] for row in out}:
@@ -86,6 +87,27 @@ def latency_rows(cells: list[Cell], bounds: dict[str, dict[str, Any]]) -> list[d
                 row["encoder_ratio"] = (top["encoder_ms"] / row["encoder_ms"]) if top["encoder_ms"] and row["encoder_ms"] else None
                 row["query_ratio"] = (top["query_ms"] / row["query_ms"]) if top["query_ms"] and row["query_ms"] else None
     return out
+
+
+def stage_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each row's query by stage, with the fraction of the bound the counted stages reach: select
+    (the selector's FLOPs over its time; the input it makes from the sketch is uncounted work inside
+    that time), render (no FLOPs in the paper's convention) and encode (the encoder's FLOPs over the
+    query's encode time, which includes ``prepare_sketch`` and one call at batch 1)."""
+    out = []
+    for r in rows:
+        parts, bound = r["parts"], r["bound"]
+        if not parts or not r["gflops"]:
+            continue
+        sel_g = r.get("selector_gflops") or 0.0
+        enc_g = r["gflops"] - sel_g
+        out.append({**r, "select_of_bound": _of_bound(sel_g, parts.get("select"), bound),
+                    "encode_of_bound": _of_bound(enc_g, parts.get("encode"), bound), "encode_gflops": enc_g})
+    return out
+
+
+def _of_bound(gflops: float, ms: float | None, bound: float | None) -> float | None:
+    return gflops / (ms / 1000.0) / bound if gflops and ms and bound else None
 
 
 def dynamic_against_upstream(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -143,6 +165,15 @@ def render_latency(cells: list[Cell], bounds: dict[str, dict[str, Any]]) -> str:
               _f(r.get("encoder_ratio")), _f(r.get("query_ratio"))] for r in rows if r.get("reference")]
     lines.append(tabulate(ratio, headers=["method", "canvas", "runtime", "against", "FLOPs ×", "encoder latency ×",
                                           "query latency ×"], tablefmt="github"))
+    stages = stage_rows(rows)
+    if stages:
+        lines += ["", "The query by stage (ms, batch 1) and the fraction of the bound each counted stage reaches "
+                  "(its FLOPs in the paper's convention over its time; rendering has none):", ""]
+        lines.append(tabulate([[r["label"], r["canvas"], r["runtime"], _f(r["parts"].get("select"), 3),
+                                _f(r["select_of_bound"], 3), _f(r["parts"].get("render"), 3), _f(r["parts"].get("encode"), 3),
+                                _f(r["encode_gflops"], 4), _f(r["encode_of_bound"], 3), _f(r["query_ms"], 3)] for r in stages],
+                              headers=["method", "canvas", "runtime", "select ms", "select of bound", "render ms",
+                                       "encode ms", "encode GFLOPs", "encode of bound", "query ms"], tablefmt="github"))
     dyn = dynamic_against_upstream(rows)
     if dyn:
         lines += ["", "Dynamic methods against their upstream's query, same run and runtime (batch 1): the upstream's "
