@@ -40,7 +40,9 @@ def export(results, method, canvas, seed, dataset, data_root, cache_dir, out, to
     dynamic canvas size, or one per canvas), the photo encoder and, for dynamic methods, the canvas
     selector. The manifest gives the renderer's settings, the selector's input recipe, the distance
     (Euclidean) and the self-check: every test query and photo through onnxruntime and PyTorch, equal
-    within the tolerance, with identical ranks. Nothing is trained: the model comes from the cache.
+    within the tolerance, with identical ranks; gallery.npy holds the test photos' embeddings. Nothing
+    is trained: the model comes from the cache. The folder alone answers queries with numpy, Pillow and
+    onnxruntime: sketchbench_query.query(folder, strokes) (docs/deploy.md).
     """
     from sketchbench.results.schema import load_results
     from sketchbench.run.export import default_out_dir, export_trained
@@ -65,6 +67,7 @@ def export(results, method, canvas, seed, dataset, data_root, cache_dir, out, to
     manifest = export_trained(model, folder, tolerance=tol, canvases=canvases, results_path=results)
     check = manifest["check"]
     files = sorted({f for g in manifest["graphs"].values() for f in ([g["file"]] if "file" in g else g["files"].values())})
+    files += [manifest["gallery"]["file"]] if manifest.get("gallery") else []
     click.echo(f"exported {model.cell['method']} ({model.cell['dataset']}, canvas {model.cell['canvas']}, "
                f"seed {model.cell.get('seed', 0)}) to {folder}: {', '.join(files)}, manifest.json")
     click.echo(f"self-check passed: {check['queries']} queries, {check['photos']} photos, max abs diff "
