@@ -315,8 +315,9 @@ class _Plugin:
 
 
 def test_runner_trains_upstream_and_reloads_v2_from_cache(tmp_path):
+    from sketchbench.run.config import RunConfig
+    from sketchbench.run.loop import Runner
     from sketchbench.run.presets import load_preset
-    from sketchbench.run.runner import RunConfig, Runner
 
     with registered_plugin(_Plugin(), "test-dynamic"):
         def run(out):

@@ -11,8 +11,9 @@ from sketchbench_dynamic.sketchynet_v2 import BAKDDyn, BPKTDyn, BRegressDyn, Ske
 
 from sketchbench import SketchbenchError
 from sketchbench.host.plugins import get_host
+from sketchbench.run.config import RunConfig
+from sketchbench.run.loop import Runner
 from sketchbench.run.presets import load_preset
-from sketchbench.run.runner import RunConfig, Runner
 from sketchbench.testing import run_cli
 
 DYN_KD = {"b-regress-dyn": "b-regress", "b-akd-dyn": "b-akd", "b-pkt-dyn": "b-pkt"}
@@ -55,35 +56,35 @@ def test_dynamic_kd_rows_are_the_selector_on_each_kd_student():
 def test_runner_chains_dynamic_kd_rows(name):
     r = runner([name])
     up = DYN_KD[name]
-    assert r.upstream_of(name) == up
-    assert r.teacher_for(name) == "triplet-sn" and r.takes_teacher(name)
-    assert set(r.chain_methods()) == {name, up, "triplet-sn"}
-    cells = r.cells()
+    assert r.plan.upstream_of(name) == up
+    assert r.plan.teacher_for(name) == "triplet-sn" and r.plan.takes_teacher(name)
+    assert set(r.plan.chain_methods()) == {name, up, "triplet-sn"}
+    cells = r.plan.cells()
     assert [c.canvas for c in cells if c.method == name] == ["dynamic"]
     assert sorted(c.canvas for c in cells if c.role == "upstream") == [32, 64]
 
 
 def test_sketchynet_v2_upstream_param_chooses_the_student():
     r = runner(["sketchynet-v2"], upstream="b-pkt")
-    assert r.upstream_of("sketchynet-v2") == "b-pkt"
-    assert "sketchynet-v1" not in r.chain_methods() and "b-pkt" in r.chain_methods()
+    assert r.plan.upstream_of("sketchynet-v2") == "b-pkt"
+    assert "sketchynet-v1" not in r.plan.chain_methods() and "b-pkt" in r.plan.chain_methods()
     default = runner(["sketchynet-v2"])
     explicit = runner(["sketchynet-v2"], upstream="sketchynet-v1")
-    cell = [c for c in default.cells() if c.method == "sketchynet-v2"][0]
+    cell = [c for c in default.plan.cells() if c.method == "sketchynet-v2"][0]
     # the new parameter at its default leaves the cell's identity as it was
-    assert default.cell_hash(cell) == explicit.cell_hash(cell) != r.cell_hash(cell)
-    assert r.variant("sketchynet-v2") == "upstream=b-pkt"
+    assert default.identity.cell_hash(cell) == explicit.identity.cell_hash(cell) != r.identity.cell_hash(cell)
+    assert r.identity.variant("sketchynet-v2") == "upstream=b-pkt"
 
 
 def test_upstream_params_enter_the_cell_hash_and_variant_only_when_given():
     default = runner(["sketchynet-v2"])
     resnet = runner(["sketchynet-v2"], **{"sketchynet-v1.backbone": "resnet18"})
-    cell = [c for c in default.cells() if c.method == "sketchynet-v2"][0]
-    assert default.upstream_given("sketchynet-v2") == {}
-    assert resnet.upstream_given("sketchynet-v2") == {"sketchynet-v1.backbone": "resnet18"}
-    assert default.cell_hash(cell) != resnet.cell_hash(cell)  # two backbone rows of one file stay apart
-    assert resnet.variant("sketchynet-v2") == "sketchynet-v1.backbone=resnet18"
-    assert default.variant("sketchynet-v2") == ""
+    cell = [c for c in default.plan.cells() if c.method == "sketchynet-v2"][0]
+    assert default.plan.upstream_given("sketchynet-v2") == {}
+    assert resnet.plan.upstream_given("sketchynet-v2") == {"sketchynet-v1.backbone": "resnet18"}
+    assert default.identity.cell_hash(cell) != resnet.identity.cell_hash(cell)  # two backbone rows of one file stay apart
+    assert resnet.identity.variant("sketchynet-v2") == "sketchynet-v1.backbone=resnet18"
+    assert default.identity.variant("sketchynet-v2") == ""
 
 
 def test_bad_upstreams_fail_with_one_line():

@@ -14,8 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from sketchbench.run.config import RunConfig
+from sketchbench.run.identity import config_hash
+from sketchbench.run.loop import Runner
 from sketchbench.run.presets import load_preset
-from sketchbench.run.runner import RunConfig, Runner
 from sketchbench.testing import get_host
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,7 +31,7 @@ def _runner(tmp_path: Path, **kw) -> Runner:
 
 
 def _hashes(runner: Runner) -> dict[str, str]:
-    return {f"{c.method}@{c.canvas}": runner.cell_hash(c) for c in runner.cells()}
+    return {f"{c.method}@{c.canvas}": runner.identity.cell_hash(c) for c in runner.plan.cells()}
 
 
 def test_the_smoke_gate_cell_keeps_its_hash(tmp_path):
@@ -54,13 +56,13 @@ def test_variants_keep_their_hashes(tmp_path):
     weights.write_bytes(b"sketchbench identity pin")
     given = _runner(tmp_path, params={"lambda_f": "0.4", "sketchynet-v1.epochs": "2"})
     assert _hashes(given)["sketchynet-v2@dynamic"] == "57e05d55a86cc3fb"
-    assert given.variant("sketchynet-v2") == "lambda_f=0.4,sketchynet-v1.epochs=2"
+    assert given.identity.variant("sketchynet-v2") == "lambda_f=0.4,sketchynet-v1.epochs=2"
     untrained = _runner(tmp_path, methods=["triplet-sn"], train=False)
     assert _hashes(untrained) == {"triplet-sn@32": "4e509316fde5ce66", "triplet-sn@64": "e9221e7a257de991"}
     own = _runner(tmp_path, methods=["triplet-sn"], weights=(str(weights),), canvases=[32])
     assert _hashes(own) == {"triplet-sn@32": "e6d9383bf65ef417"}
-    assert own.config_hash() == "88e66b5d958d1cf2"
-    assert _runner(tmp_path).config_hash() == "6cfe9b0a8a76d3c3"
+    assert config_hash(own.config) == "88e66b5d958d1cf2"
+    assert config_hash(_runner(tmp_path).config) == "6cfe9b0a8a76d3c3"
 
 
 @pytest.fixture
@@ -73,8 +75,8 @@ def untrained_chain(monkeypatch):
 
 def test_trained_models_keep_their_checkpoint_and_render_keys(tmp_path, untrained_chain):
     r = _runner(tmp_path, params={"lambda_f": "0.4"})
-    method, key, _ = r.obtain("sketchynet-v2", "triplet-sn", "tiny", "dynamic", 0)
-    data = r.data("tiny", 0)
+    method, key, _ = r.models.obtain("sketchynet-v2", "triplet-sn", "tiny", "dynamic", 0)
+    data = r.models.data("tiny", 0)
     data.sketches("test", 32)
     assert (key, method.trained_key, data.fingerprint) == ("0134e761c1ac441e", "0134e761c1ac441e", "db3be5a0daf75e05")
     stored = sorted(str(p.relative_to(tmp_path / "cache")) for p in (tmp_path / "cache").rglob("*.pt"))

@@ -309,7 +309,7 @@ def test_example_pyproject_declares_the_entry_point():
     # only the public API and ordinary libraries: never the core's private modules or a built-in plugin
     assert not imports & set(BUILTIN_PLUGINS)
     text = "\n".join(f.read_text() for f in (EXAMPLE / "sketchbench_example_plugin").rglob("*.py"))
-    for private in ("sketchbench.run.runner", "sketchbench.host.registry", "sketchbench.host.plugins", "sketchbench.cli.main"):
+    for private in ("sketchbench.run.loop", "sketchbench.run.models", "sketchbench.host.registry", "sketchbench.host.plugins", "sketchbench.cli.main"):
         assert private not in text
 
 

@@ -52,13 +52,14 @@ def demo(results_path, methods, dataset, preset, overrides, seed, data_root, cac
     from sketchbench.demo.server import DemoApp, load_models, make_server
 
     cache_dir = cache_dir or default_cache_dir()
-    runners: dict = {}
+    built: dict = {}
     if results_path is None:
         from sketchbench.base.artifacts import stable_hash
         from sketchbench.cli.options import expand_names
         from sketchbench.method.params import parse_key_values
+        from sketchbench.run.config import RunConfig
+        from sketchbench.run.loop import Runner
         from sketchbench.run.presets import load_preset
-        from sketchbench.run.runner import RunConfig, Runner
 
         host_ = plugin_host()
         p = load_preset(choose_preset(preset, device), parse_key_values(overrides, "--set"))
@@ -68,7 +69,7 @@ def demo(results_path, methods, dataset, preset, overrides, seed, data_root, cac
             seeds=[0 if seed is None else seed], device=device, data_root=data_root, cache_dir=cache_dir, out=out,
         )
         runner = Runner(config, host_)
-        click.echo(f"training or reusing {', '.join(runner.chain_methods())} on {config.datasets[0]} "
+        click.echo(f"training or reusing {', '.join(runner.plan.chain_methods())} on {config.datasets[0]} "
                    f"(preset {p.name}; cached models are reused) ...", err=True)
         results, _ = runner.run()
         results_path = Path(results["path"])
@@ -76,12 +77,12 @@ def demo(results_path, methods, dataset, preset, overrides, seed, data_root, cac
         for c in failed:
             click.echo(f"warning: {c['method']} @ {c['canvas']} failed: {c.get('error')}", err=True)
         click.echo(f"models: {results_path}", err=True)
-        runners[stable_hash(config.rebuild_record())] = runner
+        built[stable_hash(config.rebuild_record())] = runner.models
         methods = ()
     elif preset is not None or overrides:
         raise SketchbenchError("--preset/--set do not apply with --results: the results file says how its models were trained")
     models = load_models(results_path, methods=tuple(methods), dataset=dataset, seed=seed, data_root=data_root,
-                         cache_dir=cache_dir, device=device, runners=runners)
+                         cache_dir=cache_dir, device=device, models=built)
     app = DemoApp(models, gallery=gallery, title=f"sketchbench demo: {models[0].cell['dataset']}")
     app.warm_up()
     server = make_server(app, host, port)

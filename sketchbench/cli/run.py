@@ -67,8 +67,9 @@ def run(methods, datasets, teacher, canvases, preset, overrides, seeds, params, 
     from sketchbench.method.params import parse_key_values
     from sketchbench.results.report import render
     from sketchbench.results.schema import cells_of
+    from sketchbench.run.config import RunConfig
+    from sketchbench.run.loop import Runner
     from sketchbench.run.presets import load_preset
-    from sketchbench.run.runner import RunConfig, Runner
 
     host = plugin_host()
     p = load_preset(choose_preset(preset, device), parse_key_values(overrides, "--set"))
@@ -138,8 +139,8 @@ def bench(name, preset, overrides, datasets, seeds, params, device, data_root, c
     from sketchbench.base.artifacts import default_cache_dir
     from sketchbench.method.params import parse_key_values
     from sketchbench.run.bench import bench_names, default_bench_dir, load_spec, run_bench
+    from sketchbench.run.config import RunConfig
     from sketchbench.run.presets import load_preset
-    from sketchbench.run.runner import RunConfig
 
     bdir = bench_dir or default_bench_dir()
     if name is None:

@@ -36,8 +36,9 @@ from sketchbench.base.artifacts import stable_hash
 from sketchbench.base.errors import SketchbenchError
 from sketchbench.data.dataset import SketchItem
 from sketchbench.data.queries import sketch_from_polylines
+from sketchbench.run.models import Models
 from sketchbench.run.retrieval import Gallery, Retriever, result_dict
-from sketchbench.run.trained import TrainedModel
+from sketchbench.run.trained import TrainedModel, models_of, restore_cell
 
 log = logging.getLogger("sketchbench")
 
@@ -86,15 +87,13 @@ class DemoModel:
 
 def load_models(results_path: Path, *, methods: tuple[str, ...] = (), dataset: str | None = None, seed: int | None = None,
                 data_root: Path | None = None, cache_dir: Path | None = None, device: str = "cpu",
-                runners: dict[str, Any] | None = None) -> list[TrainedModel]:
+                models: dict[str, Models] | None = None) -> list[TrainedModel]:
     """Every finished cell of a results file (filtered by method, dataset, seed) as a trained model,
     restored from the cache (never trained); dynamic main cells first. Cells made by one run share
-    one runner (its data and trained chain); ``runners`` may hold runners already built, keyed by
-    ``stable_hash`` of their ``rebuild_record()``."""
-    from sketchbench.base.artifacts import default_cache_dir
+    one :class:`Models` (its data and trained chain); ``models`` may hold some already built, keyed by
+    ``stable_hash`` of their run's ``rebuild_record()``."""
     from sketchbench.base.canvas import canvas_order
     from sketchbench.results.schema import load_results
-    from sketchbench.run.runner import RunConfig, Runner
 
     results = load_results(results_path)
     cells = [c for c in results["cells"] if c.get("status") == "ok"]
@@ -114,22 +113,13 @@ def load_models(results_path: Path, *, methods: tuple[str, ...] = (), dataset: s
     cells = [c for c in cells if int(c.get("seed", 0)) == seeds[0]]
     cells.sort(key=lambda c: (c.get("role", "main") != "main", c["canvas"] != "dynamic", c["method"],
                               canvas_order(c["canvas"])))
-    runners = {} if runners is None else runners
+    shared = {} if models is None else models
     out = []
     for cell in cells:
-        record = cell.get("run")
-        if not isinstance(record, dict):
-            raise SketchbenchError(f"{results_path}: its cells carry no run record (made by sketchbench < 0.2): "
-                                   "rerun the cell to use its model")
-        key = stable_hash(record)
-        seed_ = int(cell.get("seed", 0))
-        if key not in runners:
-            config = RunConfig.from_record(record, data_root=data_root, cache_dir=cache_dir or default_cache_dir(),
-                                           device=device, allow_training=False, out=None, seeds=[seed_])
-            runners[key] = Runner(config)
-        runner = runners[key]
-        method, _, _ = runner.obtain(cell["method"], cell.get("teacher"), cell["dataset"], cell["canvas"], seed_)
-        out.append(TrainedModel(method, runner.data(cell["dataset"], seed_), cell, runner))
+        key = stable_hash(cell.get("run"))
+        if key not in shared:
+            shared[key] = models_of(cell, str(results_path), data_root=data_root, cache_dir=cache_dir, device=device)
+        out.append(restore_cell(cell, str(results_path), models=shared[key]))
     return out
 
 

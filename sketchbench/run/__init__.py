@@ -1,1 +1,1 @@
-"""Running grids: the runner, presets, benchmarks."""
+"""Running grids: the plan, identities, models and loop of a run; presets, benchmarks."""

@@ -47,8 +47,9 @@ from sketchbench.base.errors import ExitCode, SketchbenchError, did_you_mean
 from sketchbench.results.report import render
 from sketchbench.results.resolution import ANALYSES, plot_resolution, render_resolution, render_smallest_rank1
 from sketchbench.results.schema import cells_of, load_results, new_results, write_results
+from sketchbench.run.config import RunConfig, resolve_device
+from sketchbench.run.loop import Runner
 from sketchbench.run.presets import load_preset
-from sketchbench.run.runner import RunConfig, Runner, resolve_device
 
 #: the analyses a benchmark file may list: the pilot study's and the latency-per-runtime one
 BENCH_ANALYSES = (*ANALYSES, "latency")

@@ -164,7 +164,7 @@ class Retriever:
         if self._embeddings is None:
             if len(self.gallery) == 0:
                 raise DataError(f"the gallery {self.gallery.source!r} is empty")
-            cache = self.model.runner.cache
+            cache = self.model.models.cache
             key = self.cache_key()
             entry = cache.load("gallery", key)
             if isinstance(entry, dict) and isinstance(entry.get("embeddings"), torch.Tensor) \

@@ -2,8 +2,9 @@
 → the trained method, restored from the artifact cache exactly as the run that made the cell left
 it, without training anything.
 
-Every results cell carries a ``run`` record (the run's resolved configuration); the runner rebuilt
-from it computes the same cache key, so the checkpoint found is the one the cell was evaluated on.
+Every results cell carries a ``run`` record (the run's resolved configuration); the
+:class:`~sketchbench.run.models.Models` rebuilt from it compute the same cache key, so the checkpoint
+found is the one the cell was evaluated on.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 from sketchbench.base.errors import SketchbenchError
 from sketchbench.data.rundata import RunData
 from sketchbench.method.interface import Method
+from sketchbench.run.models import Models
 
 
 @dataclass
@@ -24,7 +26,8 @@ class TrainedModel:
     method: Method
     data: RunData
     cell: dict[str, Any]
-    runner: Any
+    #: the models of the run that made the cell (its teacher and upstream too, its data, its cache)
+    models: Models
 
     @property
     def canvas(self) -> int | str:
@@ -61,18 +64,32 @@ def load_trained(results_path: Path, *, method: str | None = None, canvas: str |
                  dataset: str | None = None, data_root: Path | None = None, cache_dir: Path | None = None,
                  device: str = "cpu") -> TrainedModel:
     """The trained method of a results file's cell (filters as :func:`select_cell`), from the cache."""
-    from sketchbench.base.artifacts import default_cache_dir
     from sketchbench.results.schema import load_results
-    from sketchbench.run.runner import RunConfig, Runner
 
     results = load_results(results_path)
     cell = select_cell(results, str(results_path), method, canvas, seed, dataset)
+    return restore_cell(cell, str(results_path), data_root=data_root, cache_dir=cache_dir, device=device)
+
+
+def models_of(cell: dict[str, Any], where: str, *, data_root: Path | None = None, cache_dir: Path | None = None,
+              device: str = "cpu") -> Models:
+    """The :class:`Models` of the run that made ``cell`` (from its ``run`` record), never training."""
+    from sketchbench.base.artifacts import default_cache_dir
+    from sketchbench.run.config import RunConfig
+
     record = cell.get("run")
     if not isinstance(record, dict):
-        raise SketchbenchError(f"{results_path}: its cells carry no run record (made by sketchbench < 0.2): "
+        raise SketchbenchError(f"{where}: its cells carry no run record (made by sketchbench < 0.2): "
                                "rerun the cell to use its model")
     config = RunConfig.from_record(record, data_root=data_root, cache_dir=cache_dir or default_cache_dir(), device=device,
                                    allow_training=False, out=None, seeds=[int(cell.get("seed", 0))])
-    runner = Runner(config)
-    trained, _, _ = runner.obtain(cell["method"], cell.get("teacher"), cell["dataset"], cell["canvas"], int(cell.get("seed", 0)))
-    return TrainedModel(trained, runner.data(cell["dataset"], int(cell.get("seed", 0))), cell, runner)
+    return Models.for_config(config)
+
+
+def restore_cell(cell: dict[str, Any], where: str, *, models: Models | None = None, **how: Any) -> TrainedModel:
+    """``cell``'s trained model, restored by ``models`` (default: those its ``run`` record describes;
+    ``how``: ``data_root``, ``cache_dir``, ``device``)."""
+    models = models or models_of(cell, where, **how)
+    seed = int(cell.get("seed", 0))
+    trained, _, _ = models.obtain(cell["method"], cell.get("teacher"), cell["dataset"], cell["canvas"], seed)
+    return TrainedModel(trained, models.data(cell["dataset"], seed), cell, models)
