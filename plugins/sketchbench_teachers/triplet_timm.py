@@ -29,13 +29,14 @@ from sketchbench.training import (
     TripletBatch,
     create_backbone,
     freeze_batchnorm,
-    frozen_features,
     split_backbone,
     to_input,
     triplet_batches,
     triplet_epochs,
     triplet_loss,
 )
+
+from .frozen_trunk import cached_trunk
 
 
 class TimmTriplet(Method):
@@ -102,17 +103,15 @@ class TimmTriplet(Method):
 
     def train_on_frozen_stages(self, data: RunData, canvases: Sequence[int]) -> None:
         """The same triplet loop with the early stages frozen: their outputs for every training
-        sketch (at each canvas) and photo, plain and flipped, are computed once; a step runs the
-        rest of the network on them. Augmentation is the joint flip only."""
+        sketch (at each canvas) and photo, plain and flipped, come from the artifact cache
+        (:mod:`.frozen_trunk`: computed once, shared by seeds and runs); a step runs the rest of
+        the network on them. Augmentation is the flip only (no shifts: a shifted sketch would need
+        its own trunk pass)."""
         early, rest = split_backbone(self.net, self.p["freeze_stages"])
         for q in early.parameters():
             q.requires_grad_(False)
-        bs = data.preset.eval_batch_size
+        trunk = cached_trunk(early, data, canvases, flips=self.p["augment"], device=self.device)
         photos = data.photos("train")
-        views = [lambda x: x, lambda x: x.flip(-1)] if self.p["augment"] else [lambda x: x]
-        photo_feats = [frozen_features(early, v(photos), device=self.device, batch_size=bs) for v in views]
-        sketch_feats = {c: [frozen_features(early, v(data.sketches("train", c)), device=self.device, batch_size=bs)
-                            for v in views] for c in canvases}
         pairs, hard = data.pairs("train"), data.split("train").hard_negatives
         rng = np.random.default_rng(self.ctx.seed)
         gen = torch.Generator().manual_seed(self.ctx.seed)
@@ -120,11 +119,11 @@ class TimmTriplet(Method):
         steps = max(1, (len(pairs) + data.preset.batch_size - 1) // data.preset.batch_size)
         trainer = Trainer(rest.parameters(), lr=self.p["lr"] or data.preset.lr, device=self.device, desc=self.ctx.name)
 
-        def pick(feats: list[torch.Tensor], idx: torch.Tensor) -> torch.Tensor:
-            x = feats[0][idx]
-            if len(feats) > 1:
+        def pick(views: list[torch.Tensor], idx: torch.Tensor) -> torch.Tensor:
+            x = views[0][idx]
+            if len(views) > 1:  # each image flipped or not with probability 1/2
                 flip = torch.rand(len(idx), generator=gen) < 0.5
-                x = torch.where(flip.view(-1, 1, 1, 1), feats[1][idx], x)
+                x = torch.where(flip.view(-1, 1, 1, 1), views[1][idx], x)
             return x.to(self.device, torch.float32)
 
         def embed(x: torch.Tensor) -> torch.Tensor:
@@ -136,9 +135,9 @@ class TimmTriplet(Method):
         for _ in trainer.epochs(epochs, steps):
             for a, p, n in triplet_batches(pairs, photos.shape[0], data.preset.batch_size, rng, hard):
                 with trainer.autocast():
-                    fp, fn = embed(pick(photo_feats, p)), embed(pick(photo_feats, n))
-                    loss = sum(triplet_loss(embed(pick(sketch_feats[c], a)), fp, fn, self.p["margin"]) for c in canvases)
-                    loss = loss / len(canvases)
+                    fp, fn = embed(pick(trunk.photos, p)), embed(pick(trunk.photos, n))
+                    loss = sum(triplet_loss(embed(pick(trunk.sketches[c], a)), fp, fn, self.p["margin"])
+                               for c in canvases) / len(canvases)
                 trainer.step(loss)
         self.net.eval()
         for q in early.parameters():
