@@ -82,7 +82,7 @@ def test_truncated_and_malformed(tmp_path):
     junk.write_bytes(b"this is not a pickle at all")
     with pytest.raises(DataError, match="junk.pkl"):
         load_pickle(junk)
-    with pytest.raises(DataError, match="no such file"):
+    with pytest.raises(DataError, match="does not exist"):
         load_pickle(tmp_path / "absent.pkl")
 
 

@@ -183,7 +183,8 @@ class SkipCounter:
     def vector(self, key: str, array: np.ndarray, **kwargs: Any) -> Sketch | None:
         """``array`` as a :class:`Sketch`, or ``None`` (counted) when it is unusable or over the
         per-sketch point limit. Past the file's point budget the whole file is refused (DataError)."""
-        n_points = len(array) if getattr(array, "ndim", 0) else 0
+        # counted from the length alone (an array's or a list's), before any conversion allocates
+        n_points = len(array) if isinstance(array, list | tuple) or getattr(array, "ndim", 0) else 0
         try:
             self._limits.check_sketch(n_points, key)
         except BadSketch as exc:
@@ -195,4 +196,6 @@ class SkipCounter:
             return Sketch.from_xyp(array, **kwargs)
         except BadSketch as exc:
             self.skip(key, str(exc))
-            return None
+        except (TypeError, ValueError, RecursionError):
+            self.skip(key, f"value is a {type(array).__name__} that is not an (N, 3) array of numbers")
+        return None

@@ -17,14 +17,21 @@ environment variable for a genuinely bigger dataset.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from sketchbench.base.bounded import check_regular
 from sketchbench.base.errors import DataError
 from sketchbench.data.sketch import BadSketch
+
+
+def env_name(field_name: str) -> str:
+    """The environment variable that raises one limit: ``SKETCHBENCH_MAX_<FIELD>``."""
+    return f"SKETCHBENCH_MAX_{field_name.upper()}"
 
 
 def _env_int(name: str, default: int) -> int:
@@ -46,31 +53,49 @@ class DataLimits:
 
     #: bytes of one SVG sketch file
     svg_bytes: int = 8 * 2**20
-    #: bytes of one other data file (a coordinate pickle, an .npy, a .mat)
-    file_bytes: int = 2 * 2**30
+    #: bytes of one query file of ``retrieve`` / ``demo`` (a stroke file or a raster sketch): a drawing is kilobytes
+    query_bytes: int = 16 * 2**20
+    #: bytes of one other data file (a coordinate pickle, an .npy, a .mat, an annotation JSON)
+    file_bytes: int = 256 * 2**20
+    #: pixels of one raster sketch (a query, a dataset's sketch PNG): 4096 x 4096
+    image_pixels: int = 4096 * 4096
+    #: pixels of one photo (a gallery or dataset photo): a 50-megapixel camera
+    photo_pixels: int = 50_000_000
+    #: memory one pickle may build (arrays, strings, containers), counted as it is unpickled
+    unpickled_bytes: int = 512 * 2**20
     #: points of one sketch (after parsing, before simplification)
     points_per_sketch: int = 200_000
     #: points of all sketches of one dataset file together (ShoeV2, the largest pickle we know, has ~1.5 M)
-    total_points: int = 20_000_000
+    total_points: int = 8_000_000
 
     @classmethod
     def from_env(cls) -> DataLimits:
         """The defaults, each overridable by ``SKETCHBENCH_MAX_<FIELD>`` (e.g. ``SKETCHBENCH_MAX_SVG_BYTES``)."""
         d = cls()
-        return cls(**{f: _env_int(f"SKETCHBENCH_MAX_{f.upper()}", getattr(d, f)) for f in d.__dataclass_fields__})
+        return cls(**{f: _env_int(env_name(f), getattr(d, f)) for f in d.__dataclass_fields__})
 
-    def check_file(self, path: Path, *, svg: bool = False) -> int:
-        """The file's size in bytes; :class:`DataError` when it is over its limit (or unreadable)."""
-        try:
-            size = Path(path).stat().st_size
-        except OSError as exc:
-            raise DataError(f"cannot read {str(path)!r}: {exc.strerror or exc}") from None
-        limit = self.svg_bytes if svg else self.file_bytes
+    def check_file(self, path: Path, *, svg: bool = False, kind: str = "file") -> int:
+        """The size of a regular file within its byte limit; :class:`DataError` when it is over the limit,
+        unreadable, or not a regular file (a folder, a FIFO, ``/dev/zero``). ``kind``: ``"file"`` (a data
+        file), ``"svg"`` (same as ``svg=True``) or ``"query"``."""
+        kind = "svg" if svg else kind
+        field_name = {"svg": "svg_bytes", "query": "query_bytes", "file": "file_bytes"}[kind]
+        what = {"svg": "SVG sketch", "query": "query file", "file": "data file"}[kind]
+        limit = getattr(self, field_name)
+        size = check_regular(path, repr(str(path)))
         if size > limit:
-            var = "SKETCHBENCH_MAX_SVG_BYTES" if svg else "SKETCHBENCH_MAX_FILE_BYTES"
-            raise DataError(f"{str(path)!r} is {size:,} bytes, over the limit of {limit:,} for one "
-                            f"{'SVG sketch' if svg else 'data file'} (raise it with {var})")
+            raise DataError(f"{str(path)!r} is {size:,} bytes, over the limit of {limit:,} for one {what} "
+                            f"(raise it with {env_name(field_name)})")
         return size
+
+    def check_pixels(self, width: int, height: int, where: str, *, photo: bool = False) -> None:
+        """:class:`DataError` when an image's header claims more pixels than its kind may have (read
+        before it is decoded: a 1 kB PNG can claim 144 megapixels)."""
+        field_name = "photo_pixels" if photo else "image_pixels"
+        limit = getattr(self, field_name)
+        if int(width) * int(height) > limit:
+            raise DataError(f"{where} is {width} x {height} pixels, over the limit of {limit:,} for one "
+                            f"{'photo' if photo else 'raster sketch'} (raise it with {env_name(field_name)})")
 
     def check_sketch(self, n_points: int, where: str) -> None:
         """:class:`BadSketch` when one sketch has more points than :attr:`points_per_sketch`."""
@@ -88,10 +113,11 @@ class DataLimits:
             return PointBudget(source, max(int(file_bytes), 1), shared_hint=True)
         return PointBudget(source, self.total_points)
 
-    def check_npy(self, path: Path) -> tuple[tuple[int, ...], np.dtype]:
+    def check_npy(self, path: Path, kind: str = "file") -> tuple[tuple[int, ...], np.dtype]:
         """Read only the header of an ``.npy`` file; :class:`DataError` when it is not a plain numeric
-        array or claims more bytes than the file holds (a header can claim terabytes)."""
-        size = self.check_file(path)
+        array or claims more bytes than the file holds (a header can claim terabytes). ``kind`` as for
+        :meth:`check_file`."""
+        size = self.check_file(path, kind=kind)
         try:
             with open(path, "rb") as fh:
                 version = np.lib.format.read_magic(fh)
@@ -102,7 +128,7 @@ class DataLimits:
             raise DataError(f"{str(path)!r} is not a readable .npy file ({exc})") from None
         if dtype.hasobject:
             raise DataError(f"{str(path)!r} holds Python objects (a pickle inside), refused")
-        need = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize if shape else dtype.itemsize
+        need = math.prod(int(d) for d in shape) * dtype.itemsize  # Python ints: a hostile shape cannot overflow
         if need > size - offset:
             raise DataError(f"{str(path)!r}: its header claims a {shape} {dtype} array ({need:,} bytes) "
                             f"but the file holds {size - offset:,} bytes of data (truncated or corrupt)")
