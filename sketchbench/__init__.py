@@ -16,6 +16,7 @@ import pluggy
 hookimpl = pluggy.HookimplMarker("sketchbench")
 
 from sketchbench.base.artifacts import ArtifactCache, default_cache_dir, stable_hash  # noqa: E402
+from sketchbench.base.bounded import loads_json, read_bounded, read_json  # noqa: E402
 from sketchbench.base.errors import DataError, ExitCode, SketchbenchError, TrainingError  # noqa: E402
 from sketchbench.base.progress import progress_bar  # noqa: E402
 from sketchbench.data.dataset import (  # noqa: E402
@@ -46,4 +47,5 @@ __all__ = [
     "TrainingError", "__version__", "count_flops", "downscale_raster", "fingerprint_files", "hookimpl", "render_item",
     "render_sketch", "stroke_width", "vectorise", "WeightSource", "load_pickle", "progress_bar", "stable_hash",
     "ArtifactCache", "default_cache_dir", "DataLimits", "PointBudget", "data_limits", "load_svg_sketch", "grey_on_white",
+    "loads_json", "read_bounded", "read_json",
 ]

@@ -104,8 +104,8 @@ def test_a_flood_of_small_objects_is_counted_as_it_is_built(tmp_path, monkeypatc
     # 200,000 empty sets cost 2 bytes each in the file and ~216 bytes each once built
     path = tmp_path / "sets.pkl"
     path.write_bytes(b"\x80\x04(" + b"\x8f" * 200_000 + b"l.")
-    monkeypatch.setenv("SKETCHBENCH_MAX_UNPICKLED_BYTES", str(8 * 2**20))
-    with pytest.raises(DataError, match=r"sets\.pkl.*more than 8,388,608 bytes.*SKETCHBENCH_MAX_UNPICKLED_BYTES"):
+    monkeypatch.setenv("SKETCHBENCH_MAX_DECODED_BYTES", str(8 * 2**20))
+    with pytest.raises(DataError, match=r"sets\.pkl.*more than 8,388,608 bytes.*SKETCHBENCH_MAX_DECODED_BYTES"):
         load_pickle(path)
 
 

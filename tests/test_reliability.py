@@ -217,7 +217,7 @@ def test_invalid_cells_are_refused_naming_file_and_cell(small_results, tmp_path,
 
 def test_merge_refuses_conflicts_repeats_missing_shards_and_foreign_outputs(small_results, tmp_path):
     # a cell two files measured differently
-    other = _edit(small_results, tmp_path / "other.json", acc1=0.0, query_ranks=[99])
+    other = _edit(small_results, tmp_path / "other.json", acc1=0.0, query_ranks=None)
     code, _, err = run_cli("merge", str(small_results), str(other), "-o", str(tmp_path / "m.json"))
     assert code == 2 and "different acc1" in _one_line(err)
     # the same file twice

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from sketchbench import DataError, progress_bar
+from sketchbench import DataError, data_limits, progress_bar
 
 
 def load_photo(path: Path, size: int, *, pad: bool = False) -> np.ndarray:
@@ -23,7 +23,7 @@ def load_photo(path: Path, size: int, *, pad: bool = False) -> np.ndarray:
     (black, as ``ImageOps.pad`` does in the FS-COCO reference loaders).
     """
     try:
-        with Image.open(path) as img:
+        with data_limits().open_image(path, f"photo {str(path)!r}", photo=True) as img:  # pixels checked first
             # JPEG: decode at a reduced scale that is still >= size on both sides (much faster)
             img.draft("RGB", (size, size))
             rgb = img.convert("RGB")
@@ -32,8 +32,6 @@ def load_photo(path: Path, size: int, *, pad: bool = False) -> np.ndarray:
         elif rgb.size != (size, size):
             rgb = rgb.resize((size, size), Image.BICUBIC)
         return np.asarray(rgb, dtype=np.uint8)
-    except FileNotFoundError:
-        raise DataError(f"photo {str(path)!r} does not exist") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise DataError(f"photo {str(path)!r} does not decode as an image ({msg})") from None

@@ -38,6 +38,7 @@ from sketchbench import (
     Split,
     data_limits,
     fingerprint_files,
+    read_bounded,
 )
 
 from ._photos import load_photos
@@ -62,10 +63,8 @@ class FSCOCO(DatasetSource):
             raise DataError(f"{self.name}: no folder {str(vec_root)!r}; expected layout: {self.layout}")
         if not val_file.is_file():
             raise DataError(f"{self.name}: missing file {str(val_file)!r} (the test ids); expected layout: {self.layout}")
-        try:
-            val_ids = {_norm_id(x.strip()) for x in val_file.read_text().split() if x.strip()}
-        except (OSError, UnicodeDecodeError) as exc:
-            raise DataError(f"cannot read {str(val_file)!r}: {exc}") from None
+        text = read_bounded(val_file, data_limits().file_bytes, repr(str(val_file)), "SKETCHBENCH_MAX_FILE_BYTES")
+        val_ids = {_norm_id(x.strip()) for x in text.decode("utf-8", errors="replace").split() if x.strip()}
 
         sketches: dict[str, Path] = {}
         for f in sorted(vec_root.glob("*/*.npy")):

@@ -36,7 +36,6 @@ The handbags category exists only in the ``.mat`` release (no RGB layout is publ
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -53,8 +52,10 @@ from sketchbench import (
     data_limits,
     fingerprint_files,
     grey_on_white,
+    read_json,
 )
 
+from ._mat import read_mat_variable
 from ._photos import load_photos
 
 SPLITS = ("train", "test")
@@ -62,22 +63,10 @@ SPLITS = ("train", "test")
 
 def read_mat_images(path: Path, what: str) -> np.ndarray:
     """The ``data`` array of a QMUL-V1 ``.mat`` file, checked to be uint8 ``(N, H, W)``."""
-    from scipy.io import loadmat
-    from scipy.io.matlab import MatReadError
-
     if not path.is_file():
         raise DataError(f"missing file {str(path)!r} ({what})")
-    data_limits().check_file(path)  # before loadmat: a hostile header can ask for any allocation
-    try:
-        mat = loadmat(str(path), variable_names=["data"])
-    except NotImplementedError:  # scipy's answer to MATLAB v7.3 (HDF5) files
-        raise DataError(f"{str(path)!r} is a MATLAB v7.3 (HDF5) file; re-save it in MATLAB with -v7") from None
-    except (MatReadError, ValueError, TypeError, OSError, EOFError, KeyError, IndexError) as exc:
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise DataError(f"{str(path)!r} is not a readable .mat file (truncated or corrupt: {msg})") from None
-    if "data" not in mat:
-        raise DataError(f"{str(path)!r} has no variable 'data' ({what} are stored under 'data')")
-    arr = mat["data"]
+    # within DataLimits: file_bytes before it is read, decoded_bytes before it is inflated
+    arr = read_mat_variable(path, "data", what)
     if arr.ndim == 4 and arr.shape[-1] == 1:
         arr = arr[..., 0]
     if arr.ndim != 3 or arr.shape[0] == 0 or arr.shape[1] < 8 or arr.shape[2] < 8:
@@ -115,12 +104,9 @@ def edges_to_photos(edges: np.ndarray, size: int) -> np.ndarray:
 
 
 def read_annotation(path: Path) -> dict[str, Any]:
-    """The release's ``<cat>_annotation.json``: ``{'train': {...}, 'test': {...}}``."""
-    data_limits().check_file(path)
-    try:
-        annotation = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(f"{str(path)!r} is not valid JSON ({exc})") from None
+    """The release's ``<cat>_annotation.json``: ``{'train': {...}, 'test': {...}}`` (a regular file
+    within ``file_bytes``, nesting at most 64 levels)."""
+    annotation = read_json(path, data_limits().file_bytes, repr(str(path)), "SKETCHBENCH_MAX_FILE_BYTES")
     if not isinstance(annotation, dict) or not all(isinstance(annotation.get(s), dict) for s in SPLITS):
         raise DataError(f"{str(path)!r}: expected {{'train': {{...}}, 'test': {{...}}}} with 'triplets' lists")
     return annotation
@@ -138,11 +124,9 @@ def split_hard_negatives(annotation: dict[str, Any], split: str, n: int, path: P
 def read_png_sketch(path: Path) -> np.ndarray:
     """One sketch PNG of the RGB layout as a uint8 ``(H, W)`` black-on-white raster (alpha over white)."""
     try:
-        with Image.open(path) as img:
+        with data_limits().open_image(path, f"sketch {str(path)!r}") as img:  # pixels checked before decoding
             grey = grey_on_white(img)
         arr = np.asarray(grey, dtype=np.uint8)
-    except FileNotFoundError:
-        raise DataError(f"sketch {str(path)!r} does not exist") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise DataError(f"sketch {str(path)!r} does not decode as an image ({msg})") from None

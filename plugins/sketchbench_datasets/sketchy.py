@@ -62,6 +62,7 @@ from sketchbench import (
     fingerprint_files,
     load_svg_sketch,
     progress_bar,
+    read_bounded,
     stable_hash,
 )
 
@@ -82,10 +83,8 @@ HELD_OUT_PER_CATEGORY = 10
 # -- lists ---------------------------------------------------------------------------------
 def _id_lines(path: Path) -> list[str]:
     """Non-empty lines of a list file, as names without folder or extension."""
-    try:
-        text = path.read_text(errors="replace")
-    except OSError as exc:
-        raise DataError(f"cannot read {str(path)!r}: {exc.strerror or exc}") from None
+    raw = read_bounded(path, data_limits().file_bytes, repr(str(path)), "SKETCHBENCH_MAX_FILE_BYTES")
+    text = raw.decode("utf-8", errors="replace")
     out = []
     for line in text.splitlines():
         line = line.strip().replace("\\", "/")

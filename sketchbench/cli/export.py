@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
+import os
 from pathlib import Path
 
 import click
 
-from sketchbench.base.errors import SketchbenchError
+from sketchbench.base.errors import ExitCode, SketchbenchError
 from sketchbench.cli.main import cli
 
 EPILOG = """\b
@@ -50,8 +52,8 @@ def export(results, method, canvas, seed, dataset, data_root, cache_dir, out, to
     from sketchbench.run.trained import load_trained
 
     tol = float(tolerance)
-    if not tol >= 0:
-        raise SketchbenchError(f"--tolerance {tolerance}: must be a non-negative number")
+    if not (math.isfinite(tol) and tol >= 0):  # inf would pass any graph, and cannot be written as JSON
+        raise SketchbenchError(f"--tolerance {tolerance}: must be a finite number, 0 or more")
     if canvas is not None and canvas != "dynamic":
         canvas = str(check_canvas(canvas))
     data = load_results(results)
@@ -64,7 +66,8 @@ def export(results, method, canvas, seed, dataset, data_root, cache_dir, out, to
                          cache_dir=cache_dir)
     canvases = [int(canvas)] if canvas not in (None, "dynamic") else None
     folder = out or default_out_dir(model.cell)
-    manifest = export_trained(model, folder, tolerance=tol, canvases=canvases, results_path=results)
+    manifest = _staged(folder, lambda staging: export_trained(model, staging, tolerance=tol, canvases=canvases,
+                                                              results_path=results))
     check = manifest["check"]
     files = sorted({f for g in manifest["graphs"].values() for f in ([g["file"]] if "file" in g else g["files"].values())})
     files += [manifest["gallery"]["file"]] if manifest.get("gallery") else []
@@ -73,3 +76,38 @@ def export(results, method, canvas, seed, dataset, data_root, cache_dir, out, to
     click.echo(f"self-check passed: {check['queries']} queries, {check['photos']} photos, max abs diff "
                f"{check['worst_max_abs_diff']:.2g} <= {check['tolerance_max_abs']:g}, ranks identical"
                + (", selector choices identical" if "selector_choices_identical" in check else ""))
+
+
+def _staged(folder: Path, write):
+    """Run ``write(staging)`` in a new sibling folder and move its files into ``folder`` only when it
+    finishes (or when its self-check fails: that export is complete, its manifest says why). Any
+    other failure (a full disk, a graph that does not export) removes the staging folder: nothing
+    half-written is left behind."""
+    import shutil
+    import tempfile
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".partial", dir=folder.parent))
+    except OSError as exc:
+        raise SketchbenchError(f"--out {str(folder)!r}: cannot create the folder: {exc.strerror or exc}") from None
+    try:
+        try:
+            result = write(staging)
+        except SketchbenchError as exc:
+            if exc.exit_code != ExitCode.FAILED or not (staging / "manifest.json").is_file():
+                raise
+            _publish(staging, folder)
+            raise SketchbenchError(str(exc).replace(str(staging), str(folder)), exit_code=ExitCode.FAILED) from None
+        _publish(staging, folder)
+        return result
+    except OSError as exc:
+        raise SketchbenchError(f"cannot write the export into {str(folder)!r}: {exc.strerror or exc} "
+                               "(nothing was written)") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _publish(staging: Path, folder: Path) -> None:
+    for path in sorted(staging.iterdir()):
+        os.replace(path, folder / path.name)

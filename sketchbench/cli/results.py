@@ -76,7 +76,10 @@ def compare(baseline: Path, current: Path, tolerance: float | None, sigma: float
                    f"{cur_machine or 'not recorded'}): float results may differ by whole queries; make a baseline for "
                    f"this machine as {Path(baseline).stem}-{cur_machine}.json", err=True)
     tol = Tolerance(sigma, min_tolerance, tolerance)
-    table, regressions = do_compare(cells_of(base), cells_of(cur), tol, allow_config_change)
+    try:
+        table, regressions = do_compare(cells_of(base), cells_of(cur), tol, allow_config_change)
+    except SketchbenchError as exc:
+        raise SketchbenchError(f"{chosen} vs {current}: {exc}") from None
     click.echo(render_comparison(table))
     if regressions:
         click.echo(f"\n{len(regressions)} regression(s):", err=True)

@@ -17,10 +17,12 @@ environment variable for a genuinely bigger dataset.
 
 from __future__ import annotations
 
+import io
 import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -61,12 +63,13 @@ class DataLimits:
     image_pixels: int = 4096 * 4096
     #: pixels of one photo (a gallery or dataset photo): a 50-megapixel camera
     photo_pixels: int = 50_000_000
-    #: memory one pickle may build (arrays, strings, containers), counted as it is unpickled
-    unpickled_bytes: int = 512 * 2**20
+    #: memory one data file may decode to: a pickle's objects (counted as it is unpickled), a .mat's
+    #: inflated variable (checked from its header before it is inflated)
+    decoded_bytes: int = 256 * 2**20
     #: points of one sketch (after parsing, before simplification)
     points_per_sketch: int = 200_000
     #: points of all sketches of one dataset file together (ShoeV2, the largest pickle we know, has ~1.5 M)
-    total_points: int = 8_000_000
+    total_points: int = 5_000_000
 
     @classmethod
     def from_env(cls) -> DataLimits:
@@ -96,6 +99,29 @@ class DataLimits:
         if int(width) * int(height) > limit:
             raise DataError(f"{where} is {width} x {height} pixels, over the limit of {limit:,} for one "
                             f"{'photo' if photo else 'raster sketch'} (raise it with {env_name(field_name)})")
+
+    def open_image(self, source: Path | bytes, where: str, *, photo: bool = False) -> Any:
+        """A PIL image (not yet decoded; close it, or use it in a ``with``) whose header was checked
+        against the pixel limit of its kind. A path must be a regular file within :attr:`file_bytes`.
+        Anything that does not open as an image is a :class:`DataError` naming ``where``."""
+        from PIL import Image
+
+        if not isinstance(source, bytes):
+            size = check_regular(source, where)
+            if size > self.file_bytes:
+                raise DataError(f"{where} is {size:,} bytes, over the limit of {self.file_bytes:,} for one data file "
+                                f"(raise it with {env_name('file_bytes')})")
+        try:
+            img = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise DataError(f"{where} does not decode as an image ({msg})") from None
+        try:
+            self.check_pixels(*img.size, where, photo=photo)
+        except DataError:
+            img.close()
+            raise
+        return img
 
     def check_sketch(self, n_points: int, where: str) -> None:
         """:class:`BadSketch` when one sketch has more points than :attr:`points_per_sketch`."""

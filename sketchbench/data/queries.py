@@ -19,16 +19,19 @@ Every failure is one :class:`~sketchbench.base.errors.DataError` line naming the
 
 from __future__ import annotations
 
+import io
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from sketchbench.base.bounded import loads_json, read_bounded
 from sketchbench.base.errors import DataError
 from sketchbench.data.dataset import SketchItem
-from sketchbench.data.limits import data_limits
+from sketchbench.data.limits import data_limits, env_name
 from sketchbench.data.sketch import BadSketch, Sketch
 
 RASTER_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
@@ -36,6 +39,12 @@ STROKE_SUFFIXES = (".npy", ".json")
 QUERY_SUFFIXES = (*RASTER_SUFFIXES, ".svg", *STROKE_SUFFIXES)
 #: what a gallery folder's photos may be
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
+def display_name(name: str) -> str:
+    """A file name as printable text: bytes that are not UTF-8 (kept by Python as lone surrogates,
+    which no terminal or JSON encoder writes) shown as ``\\xNN`` escapes."""
+    return os.fsencode(name).decode("utf-8", errors="backslashreplace")
 
 
 def _first_line(exc: BaseException) -> str:
@@ -88,77 +97,84 @@ def grey_on_white(img: Image.Image) -> Image.Image:
     return img.convert("L")
 
 
-def read_raster(path: Path) -> np.ndarray:
-    """A raster sketch as uint8 ``(H, W)`` black on white (see the module docstring)."""
-    try:
-        with Image.open(path) as img:
+def read_raster(path: Path, data: bytes | None = None) -> np.ndarray:
+    """A raster sketch as uint8 ``(H, W)`` black on white (see the module docstring). ``data``: the
+    file's bytes when they are read already (within the query byte limit)."""
+    where = f"query {str(path)!r}"
+    limits = data_limits()
+    if data is None:
+        data = read_bounded(path, limits.query_bytes, where, env_name("query_bytes"))
+    with limits.open_image(data, where) as img:  # pixels counted from the header, before decoding
+        try:
             img.load()
             gray = grey_on_white(img)
-    except FileNotFoundError:
-        raise DataError(f"query {str(path)!r} does not exist") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise DataError(f"query {str(path)!r} does not decode as an image ({_first_line(exc)})") from None
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+            raise DataError(f"{where} does not decode as an image ({_first_line(exc)})") from None
     arr = np.asarray(gray, dtype=np.uint8)
     if arr.size == 0:
-        raise DataError(f"query {str(path)!r} is an empty image")
+        raise DataError(f"{where} is an empty image")
     if arr.mean() < 128:  # light strokes on a dark background
         arr = 255 - arr
     if int(arr.min()) > 200:
-        raise DataError(f"query {str(path)!r} holds no strokes (no pixel darker than light grey)")
+        raise DataError(f"{where} holds no strokes (no pixel darker than light grey)")
     return np.ascontiguousarray(arr)
 
 
-def read_stroke_file(path: Path) -> Sketch:
-    """A ``.npy`` or ``.json`` stroke file as a :class:`Sketch` (see the module docstring)."""
+def _count_points(data: object) -> int:
+    """Points of a parsed stroke file, counted before anything is converted."""
+    if isinstance(data, dict):
+        strokes = data.get("strokes")
+        return sum(len(s) for s in strokes if isinstance(s, list)) if isinstance(strokes, list) else 0
+    return len(data) if isinstance(data, list) else 0
+
+
+def read_stroke_file(path: Path, data: bytes | None = None) -> Sketch:
+    """A ``.npy`` or ``.json`` stroke file as a :class:`Sketch` (see the module docstring). ``data``:
+    the file's bytes when they are read already (within the query byte limit)."""
     limits = data_limits()
+    where = f"query {str(path)!r}"
     try:
-        if not path.is_file():
-            raise FileNotFoundError(path)
+        if data is None:
+            data = read_bounded(path, limits.query_bytes, where, env_name("query_bytes"))
         if path.suffix.lower() == ".npy":
-            limits.check_npy(path)  # the header alone first: it can claim terabytes
-            data = np.load(path, allow_pickle=False)
+            limits.check_npy(path, kind="query")  # the header alone first: it can claim terabytes
+            parsed: object = np.load(io.BytesIO(data), allow_pickle=False)
         else:
-            limits.check_file(path)
-            data = json.loads(path.read_text())
-            if isinstance(data, dict):
-                if "strokes" not in data:
-                    raise DataError(f"query {str(path)!r}: a JSON object needs a 'strokes' list of polylines")
-                sketch = sketch_from_polylines(data["strokes"])
-                limits.check_sketch(len(sketch), f"query {str(path)!r}")
-                return sketch
-        array = np.asarray(data, dtype=np.float64)
-        limits.check_sketch(len(array) if array.ndim else 0, f"query {str(path)!r}")
-        return sketch_from_array(array)
-    except FileNotFoundError:
-        raise DataError(f"query {str(path)!r} does not exist") from None
+            parsed = loads_json(data, where)
+        limits.check_sketch(parsed.shape[0] if isinstance(parsed, np.ndarray) and parsed.ndim else _count_points(parsed),
+                            where)
+        if isinstance(parsed, dict):
+            if "strokes" not in parsed:
+                raise DataError(f"{where}: a JSON object needs a 'strokes' list of polylines")
+            return sketch_from_polylines(parsed["strokes"])
+        return sketch_from_array(np.asarray(parsed, dtype=np.float64))
     except DataError as exc:
         if isinstance(exc, BadSketch):
-            raise DataError(f"query {str(path)!r} is not a usable sketch ({exc})") from None
+            raise DataError(f"{where} is not a usable sketch ({exc})") from None
         raise
     except (OSError, ValueError, TypeError, UnicodeDecodeError) as exc:
-        raise DataError(f"query {str(path)!r} is not a stroke file ({_first_line(exc)})") from None
+        raise DataError(f"{where} is not a stroke file ({_first_line(exc)})") from None
 
 
 def read_query(path: Path | str, item_id: str | None = None) -> SketchItem:
-    """One query file as a :class:`SketchItem` (``photo`` is meaningless: 0)."""
+    """One query file as a :class:`SketchItem` (``photo`` is meaningless: 0). The file must be a
+    regular file within its byte limit (``svg_bytes`` for SVG, ``query_bytes`` otherwise), read once."""
     path = Path(path)
     suffix = path.suffix.lower()
+    where = f"query {str(path)!r}"
     if path.is_dir():
-        raise DataError(f"query {str(path)!r} is a folder, not a sketch file")
+        raise DataError(f"{where} is a folder, not a sketch file")
     if suffix not in QUERY_SUFFIXES:
-        raise DataError(f"query {str(path)!r}: unknown file type {suffix or '(none)'!r} "
-                        f"(expected {', '.join(QUERY_SUFFIXES)})")
-    if not path.exists():
-        raise DataError(f"query {str(path)!r} does not exist")
-    data_limits().check_file(path, svg=suffix == ".svg")  # before decoding: a small file can still be a bomb
-    name = item_id or path.name
-    if suffix in RASTER_SUFFIXES:
-        return SketchItem(id=name, photo=0, raster=read_raster(path))
+        raise DataError(f"{where}: unknown file type {suffix or '(none)'!r} (expected {', '.join(QUERY_SUFFIXES)})")
+    name = item_id or display_name(path.name)
     if suffix == ".svg":
         from sketchbench.data.svg import read_svg_sketch
 
         return SketchItem(id=name, photo=0, vector=read_svg_sketch(path))
-    return SketchItem(id=name, photo=0, vector=read_stroke_file(path))
+    data = read_bounded(path, data_limits().query_bytes, where, env_name("query_bytes"))
+    if suffix in RASTER_SUFFIXES:
+        return SketchItem(id=name, photo=0, raster=read_raster(path, data))
+    return SketchItem(id=name, photo=0, vector=read_stroke_file(path, data))
 
 
 def write_stroke_file(path: Path, sketch: Sketch) -> None:
@@ -187,18 +203,18 @@ def list_photos(folder: Path | str) -> list[Path]:
 
 def load_photo(path: Path, size: int) -> np.ndarray:
     """Decode one photo to uint8 ``(size, size, 3)`` RGB, resized straight to the square (as the
-    dataset loaders do, without EXIF rotation); a file that does not decode is a :class:`DataError` naming it."""
-    try:
-        with Image.open(path) as img:
+    dataset loaders do, without EXIF rotation); a file that does not decode, is not a regular file or
+    is over the photo pixel limit is a :class:`DataError` naming it."""
+    where = f"photo {str(path)!r}"
+    with data_limits().open_image(path, where, photo=True) as img:
+        try:
             img.draft("RGB", (size, size))  # JPEG: decode at a reduced scale that is still >= size
             rgb = img.convert("RGB")
-        if rgb.size != (size, size):
-            rgb = rgb.resize((size, size), Image.BICUBIC)
-        return np.asarray(rgb, dtype=np.uint8)
-    except FileNotFoundError:
-        raise DataError(f"photo {str(path)!r} does not exist") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise DataError(f"photo {str(path)!r} does not decode as an image ({_first_line(exc)})") from None
+            if rgb.size != (size, size):
+                rgb = rgb.resize((size, size), Image.BICUBIC)
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+            raise DataError(f"{where} does not decode as an image ({_first_line(exc)})") from None
+    return np.asarray(rgb, dtype=np.uint8)
 
 
 def load_photos(paths: Sequence[Path], size: int) -> np.ndarray:

@@ -14,7 +14,7 @@ at each of four levels (100⁴ numbers for whoever converts it). So every datase
   allocated; ``bytes`` takes no size argument; ``_codecs.encode`` (Python 2's way of storing an
   array's raw bytes) only turns text into latin-1 bytes of the same length; ``bytearray`` is refused;
 * keeps two running counts, refused past their limits (:class:`~sketchbench.data.limits.DataLimits`):
-  the **memory** it builds (``unpickled_bytes``: every object, container slot and array), and the
+  the **memory** it builds (``decoded_bytes``: every object, container slot and array), and the
   **values** a reader would see if every shared reference were copied (each number, each array
   element, each container, counted again at every memo reference). A real pickle holds at least one
   byte per value, so the values may not outnumber the file's bytes, nor ``3 × total_points``;
@@ -126,7 +126,7 @@ class _BudgetedUnpickler(pickle._Unpickler):
         # latin1 decodes Python 2 ``str`` payloads (NumPy's raw buffers) byte for byte
         super().__init__(file, encoding="latin1")
         self._path, self._file, self.size = path, file, size
-        self.mem, self.mem_limit = 0, limits.unpickled_bytes
+        self.mem, self.mem_limit = 0, limits.decoded_bytes
         self.values, self.values_limit = 0, max(1, min(size, 3 * limits.total_points))
         self._values_by_file = size <= 3 * limits.total_points
         self._cost: dict[int, int] = {}  # id -> values, for containers and arrays
@@ -140,7 +140,7 @@ class _BudgetedUnpickler(pickle._Unpickler):
         self.values += values
         if self.mem > self.mem_limit:
             raise DataError(f"{str(self._path)!r}: unpickling it would build more than {self.mem_limit:,} bytes: "
-                            f"refused (raise it with {env_name('unpickled_bytes')})")
+                            f"refused (raise it with {env_name('decoded_bytes')})")
         if self.values > self.values_limit:
             if self._values_by_file:
                 raise DataError(f"{str(self._path)!r}: with every shared reference counted, its objects hold more "

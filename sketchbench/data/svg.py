@@ -10,10 +10,12 @@ Reading one file goes through four steps, each bounded before the next one alloc
    :class:`DataError` naming the file; malformed XML raises ``ParseError``. SVG is untrusted input.
 3. **Cost.** The path data (every ``d`` and ``points`` attribute) is counted, not parsed: each
    command letter with its numbers gives at least one segment per full set of arguments, and each
-   segment at least one point. A file whose count is over ``SKETCHBENCH_MAX_POINTS_PER_SKETCH`` is
-   a :class:`BadSketch` before svgelements builds any geometry (which costs ~40 µs and ~400 bytes
-   per segment). An element is counted in place and once per ``<use>`` that copies it, so nested ``<use>``s (the
-   SVG form of "billion laughs") are refused too, and a ``<use>`` inside what it copies is a ValueError.
+   segment at least one point; any other element (a ``<circle>``, a ``<g>``) counts one. A file
+   whose count is over ``SKETCHBENCH_MAX_POINTS_PER_SKETCH`` is a :class:`BadSketch` before
+   svgelements builds any geometry (which costs ~40 µs and ~400 bytes per segment). An element is
+   counted in place and once per ``<use>`` that copies it, so nested ``<use>``s (the SVG form of
+   "billion laughs", over shapes of any kind) are refused too, and a ``<use>`` inside what it
+   copies is a ValueError.
 4. **Geometry** comes from `svgelements <https://pypi.org/project/svgelements/>`_: every
    ``<path>``, ``<polyline>``, ``<polygon>`` and ``<line>`` that is rendered (not under
    ``display="none"``, ``<defs>``, ``<clipPath>``, ``<symbol>``, ``<mask>``, ``<marker>`` or
@@ -40,8 +42,9 @@ from xml.etree.ElementTree import Element, ParseError
 
 import numpy as np
 
+from sketchbench.base.bounded import read_bounded
 from sketchbench.base.errors import DataError
-from sketchbench.data.limits import data_limits
+from sketchbench.data.limits import data_limits, env_name
 from sketchbench.data.sketch import BadSketch, Sketch
 
 #: Ramer–Douglas–Peucker-like tolerance, in units of the sketch's longer side
@@ -69,8 +72,8 @@ _POINT, _LINE, _CURVE = 0, 1, 2
 
 # -- reading and checking the bytes ---------------------------------------------------------
 def _read(path: Path) -> bytes:
-    data_limits().check_file(path, svg=True)
-    return Path(path).read_bytes()
+    """The bytes of a regular file within ``SKETCHBENCH_MAX_SVG_BYTES`` (a FIFO or /dev/zero is refused)."""
+    return read_bounded(path, data_limits().svg_bytes, repr(str(path)), env_name("svg_bytes"))
 
 
 def _safe_tree(data: bytes, path: Path) -> Element:
@@ -85,7 +88,9 @@ def _safe_tree(data: bytes, path: Path) -> Element:
 
 
 def _own_points(el: Element) -> int:
-    """A lower bound on the points of one element's own path data."""
+    """A lower bound on the points of one element's own path data; at least 1 for any element, since
+    each one parsed costs svgelements time and memory whether or not it is a stroke (10⁶ ``<circle>``
+    copies made by nested ``<use>`` take a minute and gigabytes)."""
     total = 0
     d = el.get("d")
     if d:  # each command gives one segment per full set of arguments (at least one), each >= 1 point
@@ -95,7 +100,7 @@ def _own_points(el: Element) -> int:
     pts = el.get("points")
     if pts:
         total += len(_NUM.findall(pts)) // 2
-    return total
+    return max(total, 1)
 
 
 def _min_points(root: Element) -> int:

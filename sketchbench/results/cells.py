@@ -10,6 +10,7 @@ here and in :mod:`sketchbench.results.schema` only.
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -100,7 +101,25 @@ class Cell(BaseModel):
                 raise ValueError(f"a finished cell needs {', '.join(missing)}")
             if self.acc10 is not None and self.acc1 is not None and self.acc10 + 1e-6 < self.acc1:
                 raise ValueError(f"acc10 ({self.acc10}) is below acc1 ({self.acc1})")
+        if self.query_ranks:
+            self._agrees_with_ranks(self.query_ranks)
         return self
+
+    def _agrees_with_ranks(self, ranks: list[int]) -> None:
+        """acc@1, acc@10, the mean rank and the counts a cell states must be what its own per-query
+        ranks give: a file whose acc1 says 100 while its ranks give 12.5 is refused, not printed."""
+        n = len(ranks)
+        implied = {"acc1": 100.0 * sum(r <= 1 for r in ranks) / n, "acc10": 100.0 * sum(r <= 10 for r in ranks) / n,
+                   "mean_rank": sum(ranks) / n}
+        for key, value in implied.items():
+            stated = getattr(self, key)
+            # the run computes these in float32: a few 1e-6 of a point apart at most
+            if stated is not None and abs(stated - value) > 1e-3 * max(1.0, abs(value)):
+                raise ValueError(f"{key} is {stated:g} but the cell's query_ranks give {value:g}")
+        if self.num_queries is not None and self.num_queries != n:
+            raise ValueError(f"num_queries is {self.num_queries} but the cell has {n} query_ranks")
+        if self.gallery_size is not None and max(ranks) > self.gallery_size:
+            raise ValueError(f"a query rank is {max(ranks)}, beyond the gallery of {self.gallery_size}")
 
     # -- identity -----------------------------------------------------------------------------------
     @property
@@ -134,10 +153,27 @@ class Cell(BaseModel):
             if len(got_text) > 40:
                 got_text = got_text[:37] + "..."
             shown = f" (got {got_text})" if loc != "cell" and not isinstance(got, dict) else ""
-            raise SketchbenchError(f"{where}: {loc}: {err['msg']}{shown}") from None
+            msg = str(err["msg"]).removeprefix("Value error, ")  # pydantic's prefix for a validator's own message
+            raise SketchbenchError(f"{where}: {loc}: {msg}{shown}") from None
 
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude_none=False)
+
+
+#: what must agree when one finished cell (its config hash and seed) appears twice
+MEASURED = ("acc1", "acc10", "mean_rank", "gflops", "params_m", "query_ranks")
+
+
+def measurement_difference(a: dict[str, Any], b: dict[str, Any]) -> str | None:
+    """The first measured key on which two records of one cell disagree (``None`` when they agree)."""
+    for key in MEASURED:
+        x, y = a.get(key), b.get(key)
+        if isinstance(x, float) and isinstance(y, float):
+            if not math.isclose(x, y, rel_tol=1e-9, abs_tol=1e-12):
+                return key
+        elif x != y:
+            return key
+    return None
 
 
 def describe(data: Any, index: int) -> str:
@@ -219,4 +255,4 @@ def _canvas(text: str) -> Canvas:
     return DYNAMIC if text == DYNAMIC else int(text)
 
 
-__all__ = ["METRICS", "Canvas", "Cell", "CellKey", "Row", "aggregate", "canvas_label", "canvas_order", "describe"]
+__all__ = ["MEASURED", "METRICS", "Canvas", "Cell", "CellKey", "Row", "aggregate", "canvas_label", "canvas_order", "describe", "measurement_difference"]

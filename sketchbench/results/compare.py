@@ -4,8 +4,9 @@ Cells are matched by config hash and averaged over seeds. FLOPs and params must 
 (to 1e-9 relative: they are deterministic counts); acc@1/acc@10 may drop by at most a tolerance
 in points, by default ``max(sigma × the baseline's seed-to-seed std, min_tolerance)``; latency
 is shown but never gates. A baseline cell that is missing or failed in the current file is a
-regression. Tolerances must be finite and not negative: a NaN would switch the gate off, a
-negative one would report regressions between identical files.
+regression; a baseline without a finished cell is refused (it would pass anything). Tolerances
+must be finite and not negative: a NaN would switch the gate off, a negative one would report
+regressions between identical files.
 """
 
 from __future__ import annotations
@@ -64,6 +65,10 @@ def compare(baseline: list[Cell], current: list[Cell], tol: Tolerance, allow_con
     configuration changed (same method/teacher/dataset/canvas, other hash) is refused unless
     ``allow_config_change``, which matches cells by that identity instead."""
     base_list, cur_list = aggregate(baseline), aggregate(current)
+    if not base_list:  # nothing to compare would pass anything: a gate that gates nothing must fail
+        failed = sum(1 for c in baseline if not c.ok)
+        raise SketchbenchError(f"the baseline has no finished cell ({failed} failed): it gates nothing; make the "
+                               "baseline again from a run whose cells finished")
     key: Callable[[Row], str] = _identity if allow_config_change else (lambda r: r.config_hash)
     if not allow_config_change:
         cur_hashes = {r.config_hash for r in cur_list}

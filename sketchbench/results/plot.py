@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from sketchbench.base.artifacts import atomic_write_bytes
 from sketchbench.base.errors import SketchbenchError
 from sketchbench.results.cells import Cell, aggregate
 
@@ -76,15 +77,28 @@ def plot_results(cells: list[Cell], out_prefix: Path, metric: str = "acc1") -> l
 
 
 def save_figure(fig: Any, out_prefix: Path) -> list[Path]:
-    """Write ``fig`` as ``out_prefix``.png and .svg, then close it."""
+    """Write ``fig`` as ``out_prefix``.png and .svg, then close it. Both or neither: each is rendered
+    in memory and written atomically, and a failed write (a full disk) removes what this call wrote,
+    with one line naming the file."""
+    import io
+
     plt = _matplotlib()
     fig.tight_layout()
-    out_prefix.parent.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for ext in ("png", "svg"):
-        # appended, not with_suffix: "res/main.v2" is a prefix, it must not become "res/main.png"
-        p = out_prefix.with_name(f"{out_prefix.name}.{ext}")
-        fig.savefig(p, dpi=120)
-        paths.append(p)
-    plt.close(fig)
+    paths: list[Path] = []
+    p = out_prefix
+    try:
+        out_prefix.parent.mkdir(parents=True, exist_ok=True)
+        for ext in ("png", "svg"):
+            # appended, not with_suffix: "res/main.v2" is a prefix, it must not become "res/main.png"
+            p = out_prefix.with_name(f"{out_prefix.name}.{ext}")
+            buf = io.BytesIO()
+            fig.savefig(buf, format=ext, dpi=120)
+            atomic_write_bytes(p, buf.getvalue())
+            paths.append(p)
+    except OSError as exc:
+        for written in paths:
+            written.unlink(missing_ok=True)
+        raise SketchbenchError(f"cannot write the plot {str(p)!r}: {exc.strerror or exc} (nothing written)") from None
+    finally:
+        plt.close(fig)
     return paths

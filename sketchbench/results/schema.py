@@ -16,6 +16,7 @@ import contextlib
 import datetime as _dt
 import glob
 import json
+import os
 import platform
 import subprocess
 from collections.abc import Iterable, Iterator
@@ -23,10 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from sketchbench.base.artifacts import atomic_write_bytes, remove_orphaned_temporaries
+from sketchbench.base.bounded import read_json
 from sketchbench.base.errors import SketchbenchError
 from sketchbench.base.machine import machine_info
 from sketchbench.measure.flops import FLOPS_CONVENTION
-from sketchbench.results.cells import Cell, describe
+from sketchbench.results.cells import Cell, describe, measurement_difference
 
 SCHEMA = "sketchbench.results"
 SCHEMA_VERSION = 2
@@ -100,19 +102,26 @@ def write_results(path: Path, results: dict[str, Any]) -> None:
         raise SketchbenchError(f"cannot write results to {str(path)!r}: {exc.strerror or exc}") from None
 
 
+#: bytes of one results file at most (a paper-sized grid with per-query ranks is a few MB)
+MAX_RESULTS_BYTES = 32 * 2**20
+RESULTS_BYTES_ENV = "SKETCHBENCH_MAX_RESULTS_BYTES"
+
+
+def _results_limit() -> int:
+    raw = os.environ.get(RESULTS_BYTES_ENV, "").strip()
+    try:
+        return int(raw) if raw else MAX_RESULTS_BYTES
+    except ValueError:
+        raise SketchbenchError(f"{RESULTS_BYTES_ENV}={raw!r} is not an integer") from None
+
+
 def load_results(path: str | Path) -> dict[str, Any]:
-    """Read and validate a results file; one clear line for anything unusable."""
+    """Read and validate a results file; one clear line for anything unusable: not a regular file
+    (``/dev/zero``, a FIFO), over ``SKETCHBENCH_MAX_RESULTS_BYTES``, not JSON, nested too deep, a cell
+    out of range or contradicting its own ranks, or one cell twice with different numbers."""
     p = Path(path)
-    try:
-        text = p.read_text()
-    except FileNotFoundError:
-        raise SketchbenchError(f"results file {str(p)!r} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SketchbenchError(f"results file {str(p)!r} cannot be read: {exc}") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise SketchbenchError(f"results file {str(p)!r} is not valid JSON (truncated?): {exc.msg} at line {exc.lineno}") from None
+    where = f"results file {str(p)!r}"
+    data = read_json(p, _results_limit(), where, RESULTS_BYTES_ENV)
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         raise SketchbenchError(f"{str(p)!r} is not a sketchbench results file")
     version = data.get("schema_version")
@@ -126,29 +135,45 @@ def load_results(path: str | Path) -> dict[str, Any]:
     cells = data.get("cells")
     if not isinstance(cells, list) or not all(isinstance(c, dict) for c in cells):
         raise SketchbenchError(f"results file {str(p)!r} has no valid 'cells' list")
-    for i, cell in enumerate(cells):
-        Cell.from_json(cell, f"results file {str(p)!r}: {describe(cell, i)}")
+    typed = [Cell.from_json(cell, f"results file {str(p)!r}: {describe(cell, i)}") for i, cell in enumerate(cells)]
+    distinct_cells([(str(p), c) for c in typed])  # one cell twice with different numbers: the file contradicts itself
     if not isinstance(data.get("config", {}), dict):
         raise SketchbenchError(f"results file {str(p)!r}: 'config' is not an object")
     return data
 
 
+def distinct_cells(cells: Iterable[tuple[str, Cell]]) -> list[Cell]:
+    """Each cell once: a finished cell found again (same config hash and seed) with the same numbers
+    counts once; with different numbers it is refused, naming both places (a report would otherwise
+    print one and drop the other). A failed cell is dropped when the same cell finished somewhere."""
+    done: dict[tuple[str, int], tuple[str, Cell]] = {}
+    failed: dict[tuple[str, int], Cell] = {}
+    for where, cell in cells:
+        if not cell.ok:
+            failed.setdefault(cell.id, cell)
+            continue
+        if cell.id in done:
+            first_where, first = done[cell.id]
+            diff = measurement_difference(first.model_dump(), cell.model_dump())
+            if diff is not None:
+                a, b = getattr(first, diff), getattr(cell, diff)
+                place = first_where if first_where == where else f"{first_where} and {where}"
+                raise SketchbenchError(
+                    f"{first.key.label()} (seed {cell.seed}) is in {place} twice with different {diff} "
+                    f"({a!r:.40} vs {b!r:.40}): the files contradict each other; remove one of the two")
+            continue
+        done[cell.id] = (where, cell)
+    return [c for _, c in done.values()] + [c for k, c in failed.items() if k not in done]
+
+
 def cells_of(results: dict[str, Any]) -> list[Cell]:
-    """The typed cells of a loaded results file (validated by :func:`load_results`)."""
-    return [Cell.model_validate(c) for c in results["cells"]]
+    """The typed cells of a loaded results file (validated by :func:`load_results`), each once."""
+    return distinct_cells(("this file", Cell.model_validate(c)) for c in results["cells"])
 
 
 def load_cells(paths: Iterable[str | Path]) -> list[Cell]:
-    """The cells of several files; a finished cell found in several files counts once."""
-    out, seen = [], set()
-    for path in paths:
-        for cell in cells_of(load_results(path)):
-            if cell.ok:
-                if cell.id in seen:
-                    continue
-                seen.add(cell.id)
-            out.append(cell)
-    return out
+    """The cells of several files, each once (see :func:`distinct_cells`)."""
+    return distinct_cells((str(path), cell) for path in paths for cell in cells_of(load_results(path)))
 
 
 @contextlib.contextmanager

@@ -30,7 +30,7 @@ from sketchbench.base.artifacts import ArtifactCache, stable_hash
 from sketchbench.base.canvas import is_dynamic
 from sketchbench.base.errors import DataError
 from sketchbench.data.dataset import FGSBIRDataset, SketchItem, Split, fingerprint_files
-from sketchbench.data.queries import list_photos, load_photo, load_photos
+from sketchbench.data.queries import display_name, list_photos, load_photo, load_photos
 from sketchbench.data.rundata import RunData
 from sketchbench.measure.evaluate import FlopsTable
 from sketchbench.measure.flops import count_flops
@@ -68,7 +68,7 @@ class Gallery:
     def from_folder(cls, folder: Path | str) -> Gallery:
         folder = Path(folder)
         paths = list_photos(folder)
-        ids = [p.relative_to(folder).as_posix() for p in paths]
+        ids = [display_name(p.relative_to(folder).as_posix()) for p in paths]  # printable, whatever the bytes
         # relative paths too: two photos of one name in different sub-folders must not collide
         return cls(ids=ids, source=str(folder), paths=paths,
                    fingerprint=stable_hash([fingerprint_files(paths), ids]))
