@@ -653,3 +653,86 @@ def test_method_and_dataset_interfaces_are_documented():
         assert var in doc
     for helper in ("tiny_data", "build_method", "run_cli", "registered_plugin", "reset_host"):
         assert f"`{helper}" in doc
+
+
+# -- hostile plugins (issue 27, class 7): none of them breaks the host quietly ------------------------
+HOSTILE_PLUGINS = {
+    "exit-at-import": "raise SystemExit(0)\n",
+    "interrupt-at-import": "raise KeyboardInterrupt\n",
+    "named-all": '''
+from sketchbench import hookimpl
+
+@hookimpl
+def register_methods(register):
+    register("all", "sketchbench_teachers.triplet_sn:TripletSN")
+''',
+    "comma-name": '''
+from sketchbench import hookimpl
+
+@hookimpl
+def register_methods(register):
+    register("a,b", "sketchbench_teachers.triplet_sn:TripletSN")
+''',
+    "source-auto": '''
+from sketchbench import hookimpl
+
+@hookimpl
+def register_weights(register):
+    register("auto", "sketchbench_weights.local:LocalFolder")
+''',
+    "exit-in-hook": '''
+from sketchbench import hookimpl
+
+@hookimpl
+def register_datasets(register):
+    raise SystemExit(3)
+''',
+    "removes-report": '''
+from sketchbench import hookimpl
+
+@hookimpl
+def register_commands(cli):
+    cli.commands.pop("report", None)  # its own group: nothing to remove there
+    from sketchbench.cli.main import cli as real
+    real.commands.pop("report", None)  # the real one, reached around the hook: undone
+''',
+}
+
+
+@pytest.fixture(scope="module")
+def hostile_session(tmp_path_factory) -> dict[str, dict]:
+    site = tmp_path_factory.mktemp("hostile-site")
+    for i, (name, source) in enumerate(HOSTILE_PLUGINS.items()):
+        make_dist(site, f"sbhostile-{name}", name, {f"sbhostile_{i}": source})
+    steps = {name: {"argv": ["list", "methods"] if name != "removes-report" else ["report", "--help"],
+                    "env": {"SKETCHBENCH_LOAD_PLUGINS": name}} for name in HOSTILE_PLUGINS}
+    steps["strict-all"] = {"argv": ["list", "methods"],
+                           "env": {"SKETCHBENCH_LOAD_PLUGINS": "named-all", "SKETCHBENCH_STRICT_PLUGINS": "1"}}
+    return dict(zip(steps, sketchbench_session(*steps.values(), pythonpath=[site])))
+
+
+@pytest.mark.parametrize("name", ["exit-at-import", "named-all", "comma-name", "source-auto", "exit-in-hook",
+                                  "removes-report"])
+def test_a_hostile_plugin_costs_itself_one_warning_and_the_command_still_works(hostile_session, name):
+    step = hostile_session[name]
+    assert step["code"] == 0, step
+    warned = warnings_in(step["stderr"])
+    assert len(warned) == 1 and f"'{name}'" in warned[0], step["stderr"]
+    assert "Traceback" not in step["stderr"]
+    if name == "removes-report":
+        assert "Print a paper-style table" in step["stdout"], "the built-in report was removed"
+    else:
+        assert "triplet-sn" in step["stdout"], "the built-in methods are gone"
+
+
+def test_a_plugin_interrupted_at_import_stops_in_one_line_naming_it(hostile_session):
+    step = hostile_session["interrupt-at-import"]
+    assert step["code"] == 130 and "Traceback" not in step["stderr"]
+    assert step["stderr"].strip() == "error: interrupted while loading plugin 'interrupt-at-import' (import)"
+
+
+def test_keywords_of_the_command_line_are_never_registered(hostile_session):
+    assert "keyword of the command line" in hostile_session["named-all"]["stderr"]
+    assert "keyword of the command line" in hostile_session["source-auto"]["stderr"]
+    strict = hostile_session["strict-all"]
+    assert strict["code"] == 4 and "named-all" in strict["stderr"] and "'all'" in strict["stderr"]

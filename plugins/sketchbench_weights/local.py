@@ -28,6 +28,10 @@ class LocalFolder(WeightSource):
         return weights_dir() / "local"
 
     def locate(self, backbone: str) -> Path | None:
+        # a backbone name is one file name inside the folder: a name with a separator or '..' would
+        # read a file elsewhere (and record its digest) before the name is refused
+        if not backbone or "/" in backbone or "\\" in backbone or ".." in backbone or "\0" in backbone:
+            raise DataError(f"backbone {backbone!r:.80}: not a file name inside {str(self.folder())!r}")
         path = self.folder() / f"{backbone}.pth"
         return path if path.is_file() else None
 

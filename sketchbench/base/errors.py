@@ -20,6 +20,8 @@ class ExitCode(IntEnum):
     USAGE = 2
     #: a plugin failed to load under ``SKETCHBENCH_STRICT_PLUGINS=1``
     PLUGIN = 4
+    #: interrupted (Ctrl-C), as a shell reports SIGINT
+    INTERRUPTED = 130
 
 
 class SketchbenchError(Exception):

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from sketchbench.cli.main import cli
-from sketchbench.cli.options import choose_preset, plugin_host, preset_options
+from sketchbench.cli.options import SEED, choose_preset, plugin_host, preset_options, runner_for
 
 EPILOG = """\b
 Examples:
@@ -29,7 +29,7 @@ Examples:
                    "switches between all three). With --results: only these methods' cells.")
 @click.option("--dataset", "-d", default=None, help="Dataset (default: synthetic; with --results: the file's).")
 @preset_options
-@click.option("--seed", type=int, default=None, help="Seed (default 0; with --results: the file's first).")
+@click.option("--seed", type=SEED, default=None, help="Seed (default 0; with --results: the file's first).")
 @click.option("--data-root", type=click.Path(path_type=Path), default=None, help="Dataset root (or SKETCHBENCH_DATA).")
 @click.option("--cache-dir", type=click.Path(path_type=Path), default=None, help="Artifact cache (or SKETCHBENCH_CACHE_DIR).")
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
@@ -58,26 +58,25 @@ def demo(results_path, methods, dataset, preset, overrides, seed, data_root, cac
         from sketchbench.cli.options import expand_names
         from sketchbench.method.params import parse_key_values
         from sketchbench.run.config import RunConfig
-        from sketchbench.run.loop import Runner
         from sketchbench.run.presets import load_preset
 
         host_ = plugin_host()
         p = load_preset(choose_preset(preset, device), parse_key_values(overrides, "--set"))
         config = RunConfig(
-            methods=expand_names(tuple(methods) or ("sketchynet-v2",), host_.methods),
-            datasets=expand_names((dataset or "synthetic",), host_.datasets), preset=p,
+            methods=expand_names(tuple(methods) or ("sketchynet-v2",), host_.methods, "--method"),
+            datasets=expand_names((dataset or "synthetic",), host_.datasets, "--dataset"), preset=p,
             seeds=[0 if seed is None else seed], device=device, data_root=data_root, cache_dir=cache_dir, out=out,
         )
-        runner = Runner(config, host_)
+        runner = runner_for(config, host_, preset_named=preset is not None)
         click.echo(f"training or reusing {', '.join(runner.plan.chain_methods())} on {config.datasets[0]} "
-                   f"(preset {p.name}; cached models are reused) ...", err=True)
+                   f"(preset {runner.config.preset.name}; cached models are reused) ...", err=True)
         results, _ = runner.run()
         results_path = Path(results["path"])
         failed = [c for c in results["cells"] if c.get("status") != "ok"]
         for c in failed:
             click.echo(f"warning: {c['method']} @ {c['canvas']} failed: {c.get('error')}", err=True)
         click.echo(f"models: {results_path}", err=True)
-        built[stable_hash(config.rebuild_record())] = runner.models
+        built[stable_hash(runner.config.rebuild_record())] = runner.models
         methods = ()
     elif preset is not None or overrides:
         raise SketchbenchError("--preset/--set do not apply with --results: the results file says how its models were trained")

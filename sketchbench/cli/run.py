@@ -10,14 +10,17 @@ import click
 from sketchbench.base.errors import SketchbenchError
 from sketchbench.cli.main import cli
 from sketchbench.cli.options import (
+    SEED,
     canvas_option,
     choose_preset,
     environment_options,
     expand_names,
+    fit_machine,
     init_options,
     parse_shard,
     plugin_host,
     preset_options,
+    runner_for,
 )
 
 EPILOG_RUN = """\b
@@ -44,7 +47,7 @@ Examples:
 @click.option("--teacher", "-t", default=None, help="Teacher for student methods (default: the method's own).")
 @click.option("--canvas", "-c", "canvases", multiple=True, help="Canvas size in pixels (repeat), or 'all' (the preset's).")
 @preset_options
-@click.option("--seed", "seeds", multiple=True, type=int, default=(0,), show_default=True, help="Seed (repeat for several).")
+@click.option("--seed", "seeds", multiple=True, type=SEED, default=(0,), show_default=True, help="Seed (repeat for several).")
 @environment_options
 @click.option("--out", "-o", type=click.Path(path_type=Path), default=None, help="Results JSON (default results/run-<hash>.json); an existing one is resumed.")
 @init_options
@@ -68,7 +71,6 @@ def run(methods, datasets, teacher, canvases, preset, overrides, seeds, params, 
     from sketchbench.results.report import render
     from sketchbench.results.schema import cells_of
     from sketchbench.run.config import RunConfig
-    from sketchbench.run.loop import Runner
     from sketchbench.run.presets import load_preset
 
     host = plugin_host()
@@ -79,8 +81,8 @@ def run(methods, datasets, teacher, canvases, preset, overrides, seeds, params, 
         except OSError as exc:
             raise SketchbenchError(f"--save-weights {str(save_weights)!r}: cannot create the folder: {exc.strerror}") from None
     config = RunConfig(
-        methods=expand_names(methods, host.methods),
-        datasets=expand_names(datasets, host.datasets),
+        methods=expand_names(methods, host.methods, "--method"),
+        datasets=expand_names(datasets, host.datasets, "--dataset"),
         preset=p,
         canvases=canvas_option(canvases, p),
         teacher=host.methods.entry(teacher).name if teacher else None,
@@ -101,7 +103,7 @@ def run(methods, datasets, teacher, canvases, preset, overrides, seeds, params, 
     )
     from sketchbench.method.distributed import is_main, shutdown
 
-    runner = Runner(config, host)
+    runner = runner_for(config, host, preset_named=preset is not None)
     try:
         results, code = runner.run()
         main_process = is_main()
@@ -117,7 +119,7 @@ def run(methods, datasets, teacher, canvases, preset, overrides, seeds, params, 
 @click.argument("name", required=False)
 @preset_options
 @click.option("--dataset", "-d", "datasets", multiple=True, help="Datasets (default: the benchmark's).")
-@click.option("--seed", "seeds", multiple=True, type=int, help="Seeds (default: the benchmark's).")
+@click.option("--seed", "seeds", multiple=True, type=SEED, help="Seeds (default: the benchmark's).")
 @environment_options
 @init_options
 @click.option("--out-dir", type=click.Path(path_type=Path), default=None, help="Default: results/bench-<preset>/.")
@@ -159,6 +161,18 @@ def bench(name, preset, overrides, datasets, seeds, params, device, data_root, c
         cache_dir=cache_dir or default_cache_dir(), pretrained=tuple(pretrained), weights=tuple(weights),
         partial_weights=partial_weights,
     )
+    if preset is None:  # a default preset whose weights some row lacks falls back (see runner_for), for every row
+        from dataclasses import replace
+
+        from sketchbench.run.bench import expand
+
+        for cfg in expand(spec, base):
+            chosen = runner_for(cfg, host, preset_named=False).config.preset
+            if chosen.name != base.preset.name:
+                base, preset_name = replace(base, preset=chosen), chosen.name
+                break
+    else:
+        fit_machine(p)
     path, code = run_bench(name, spec, base, out_dir or Path("results") / f"bench-{preset_name}", plot=not no_plot)
     click.echo(path.with_suffix(".md").read_text())
     click.echo(f"results: {path} (+ .md, .png, .svg)", err=True)

@@ -10,16 +10,18 @@ costs one warning line on stderr naming it, and everything else still loads. Env
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.metadata as md
 import os
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pluggy
 
-from sketchbench.base.errors import PluginError, did_you_mean
+from sketchbench.base.errors import ExitCode, PluginError, did_you_mean
 from sketchbench.host import hookspecs
 from sketchbench.host.registry import Registry
 
@@ -63,9 +65,9 @@ class PluginHost:
     def __init__(self) -> None:
         self.pm = pluggy.PluginManager("sketchbench")
         self.pm.add_hookspecs(hookspecs)
-        self.methods: Registry[Any] = Registry("method", check=check_method)
-        self.datasets: Registry[Any] = Registry("dataset")
-        self.weights: Registry[Any] = Registry("weight source")
+        self.methods: Registry[Any] = Registry("method", check=check_method, reserved=("all",))
+        self.datasets: Registry[Any] = Registry("dataset", reserved=("all",))
+        self.weights: Registry[Any] = Registry("weight source", reserved=("auto", "none"))
         self.plugins: dict[str, PluginInfo] = {}
         self._registered = False
 
@@ -80,6 +82,19 @@ class PluginHost:
         if _strict():
             raise PluginError(f"plugin {info.name!r}{where} failed to load: {message}")
         print(f"warning: skipping plugin {info.name!r}{where}: {message}", file=sys.stderr)
+
+    @contextlib.contextmanager
+    def _guard(self, info: PluginInfo, what: str) -> Iterator[None]:
+        """Plugin code runs inside this: an exception (``SystemExit`` included: a plugin cannot end the
+        command) costs the plugin, with one warning; ``KeyboardInterrupt`` stops the command in one
+        line naming the plugin, never a traceback."""
+        try:
+            yield
+        except KeyboardInterrupt:
+            raise PluginError(f"interrupted while loading plugin {info.name!r} ({what})",
+                              exit_code=ExitCode.INTERRUPTED) from None
+        except (Exception, SystemExit) as exc:
+            self._fail(info, _describe(exc))
 
     def _register(self, plugin: object, info: PluginInfo) -> None:
         """Register with pluggy, refusing hook implementations no hookspec declares (a typo such
@@ -98,10 +113,8 @@ class PluginHost:
                 continue
             info = PluginInfo(module_name, "builtin", "sketchbench", _version())
             self.plugins[module_name] = info
-            try:
+            with self._guard(info, "import"):
                 self._register(importlib.import_module(module_name), info)
-            except Exception as exc:
-                self._fail(info, _describe(exc))
 
     def load_entry_points(self) -> None:
         allowed = _env_list("SKETCHBENCH_LOAD_PLUGINS")
@@ -120,10 +133,8 @@ class PluginHost:
                 continue
             info = PluginInfo(ep.name, "entry point", dist_name, dist_version)
             self.plugins[ep.name] = info
-            try:
+            with self._guard(info, "import"):
                 self._register(ep.load(), info)
-            except Exception as exc:
-                self._fail(info, _describe(exc))
 
     def register_plugin(self, plugin: object, name: str) -> None:
         """Register an in-process plugin object (tests, notebooks)."""
@@ -154,12 +165,15 @@ class PluginHost:
                 try:
                     impl.function(register=_Registrar(registry, origin))
                 except _Clash as clash:
-                    # a name another plugin already has: the later plugin is skipped, both are named
+                    # a name another plugin already has (or no name at all): the later plugin is skipped
                     registry.remove_origin(origin)
                     self._fail(info or PluginInfo(origin, "in-process"), str(clash))
                 except PluginError:
                     raise
-                except Exception as exc:
+                except KeyboardInterrupt:
+                    raise PluginError(f"interrupted while plugin {origin!r} ran {hook_name}",
+                                      exit_code=ExitCode.INTERRUPTED) from None
+                except (Exception, SystemExit) as exc:
                     if info is None:
                         raise
                     registry.remove_origin(origin)  # no half-registered plugin
@@ -177,29 +191,38 @@ class PluginHost:
             self._collect_from()
 
     def add_commands(self, cli: Any) -> None:
-        """Let plugins add commands. A plugin may not replace a command that exists (``run``,
-        ``report``, another plugin's): its clashing command is refused with a warning naming it
-        (fatal under ``SKETCHBENCH_STRICT_PLUGINS=1``), its other commands are kept."""
+        """Let plugins add commands. Each plugin's ``register_commands`` fills a group of its own, whose
+        commands are then copied into ``cli``: a plugin may not replace a command that exists (``run``,
+        ``report``, another plugin's), nor remove one. A clashing command is refused with a warning
+        naming the plugin (fatal under ``SKETCHBENCH_STRICT_PLUGINS=1``); its other commands are kept."""
+        import click
+
         for impl in self.pm.hook.register_commands.get_hookimpls():
             info = self.plugins.get(impl.plugin_name, PluginInfo(impl.plugin_name, "in-process"))
             before = dict(cli.commands)
+            own = click.Group(name=cli.name)
             try:
-                impl.function(cli=cli)
-            except Exception as exc:
-                cli.commands = before  # nothing half-added
+                impl.function(cli=own)
+            except KeyboardInterrupt:
+                raise PluginError(f"interrupted while plugin {impl.plugin_name!r} added its commands",
+                                  exit_code=ExitCode.INTERRUPTED) from None
+            except (Exception, SystemExit) as exc:
                 self._fail(info, f"register_commands raised {type(exc).__name__}: {exc}")
                 continue
-            for name, command in list(cli.commands.items()):
-                if name in before and before[name] is command:
-                    continue
+            finally:
+                if cli.commands != before:  # it reached the real group some other way: undone
+                    cli.commands = before
+                    self._fail(info, "it changed sketchbench's own commands: undone (add commands to the group "
+                                     "register_commands receives)")
+            for name, command in own.commands.items():
                 owner = getattr(before.get(name), "sketchbench_plugin", "sketchbench") if name in before else None
                 if owner is not None and owner != impl.plugin_name:
                     # a built-in or another plugin's command: never replaced
-                    cli.commands[name] = before[name]
                     self._fail(info, f"it adds a command {name!r}, which {owner} has already: refused "
                                      "(its other commands are kept)")
-                else:
-                    command.sketchbench_plugin = impl.plugin_name  # who added it (it may add it again)
+                    continue
+                command.sketchbench_plugin = impl.plugin_name  # who added it (it may add it again)
+                cli.commands[name] = command
 
 
 def _describe(exc: Exception) -> str:
@@ -248,6 +271,11 @@ class _Registrar:
         self._registry, self._origin = registry, origin
 
     def __call__(self, name: str, target: Any, *, aliases: tuple[str, ...] = (), **info: Any) -> Any:
+        try:  # a name the command line could never use: the plugin is skipped, like a clash
+            for key in (name, *aliases):
+                self._registry.check_name(key, self._origin)
+        except PluginError as exc:
+            raise _Clash(str(exc)) from None
         taken = next(((k, e) for k in (name, *aliases) if (e := self._registry.clash(k)) is not None), None)
         if taken is not None and taken[1].origin != self._origin:
             key, clash = taken

@@ -8,6 +8,7 @@ listing (kind, description, ...) is passed at registration time.
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -15,6 +16,9 @@ from typing import Any, Generic, TypeVar
 from sketchbench.base.errors import PluginError, SketchbenchError, did_you_mean
 
 T = TypeVar("T")
+
+#: what a registered name may be: the command line splits on ',' and '=', and ``METHOD.KEY`` on the last '.'
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
 
 
 @dataclass
@@ -39,7 +43,7 @@ class Entry(Generic[T]):
             module_name, _, attr = self.target.partition(":")
             try:
                 obj = getattr(importlib.import_module(module_name), attr)
-            except Exception as exc:  # a broken plugin module must not become a traceback
+            except (Exception, SystemExit) as exc:  # a broken plugin module must not become a traceback (or an exit)
                 raise PluginError(
                     f"{self.name!r} (from {self.origin}) could not be imported from "
                     f"{self.target!r}: {type(exc).__name__}: {exc}"
@@ -53,8 +57,11 @@ class Entry(Generic[T]):
 class Registry(Generic[T]):
     """A name → :class:`Entry` map that refuses duplicates and suggests names for typos."""
 
-    def __init__(self, kind: str, check: Callable[[Entry[Any], Any], None] | None = None) -> None:
+    def __init__(self, kind: str, check: Callable[[Entry[Any], Any], None] | None = None,
+                 reserved: tuple[str, ...] = ()) -> None:
         self.kind = kind
+        #: words of the command line that can never name an entry (``all``; ``auto``/``none`` for weights)
+        self.reserved = reserved
         #: checks a target when it loads (e.g. a method's registration info against its class)
         self.check = check
         self._entries: dict[str, Entry[T]] = {}
@@ -69,8 +76,8 @@ class Registry(Generic[T]):
         aliases: tuple[str, ...] = (),
         **info: Any,
     ) -> Entry[T]:
-        if not isinstance(name, str) or not name:
-            raise PluginError(f"{origin} registered a {self.kind} with an invalid name {name!r}")
+        for key in (name, *aliases):
+            self.check_name(key, origin)
         for key in (name, *aliases):
             clash = self._entries.get(self._aliases.get(key, key))
             if clash is not None:
@@ -84,6 +91,13 @@ class Registry(Generic[T]):
         for alias in aliases:
             self._aliases[alias] = name
         return entry
+
+    def check_name(self, key: Any, origin: str) -> None:
+        """:class:`PluginError` for a name the command line could never use (see :data:`NAME`)."""
+        if not isinstance(key, str) or not NAME.match(key) or key in self.reserved:
+            why = (f"'{key}' is a keyword of the command line" if key in self.reserved else
+                   "use letters, digits, '_', '-', '+', '.', starting with a letter or digit")
+            raise PluginError(f"{origin} registered a {self.kind} with an invalid name {key!r:.60}: {why}")
 
     def remove_origin(self, origin: str) -> int:
         """Remove every entry ``origin`` registered (a plugin unregistered or dropped). Returns how many."""

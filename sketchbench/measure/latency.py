@@ -28,6 +28,7 @@ and a large convolution), the limit every latency is read against.
 from __future__ import annotations
 
 import contextlib
+import os
 import statistics
 import time
 import weakref
@@ -62,9 +63,10 @@ def check_runtime(runtime: str) -> str:
 
 @contextlib.contextmanager
 def torch_threads(threads: int) -> Iterator[int]:
-    """Run with ``threads`` intra-op threads (0 = leave torch's count), restored after; yields the count."""
+    """Run with ``threads`` intra-op threads (0 = leave torch's count; at most the machine's cores: more
+    only starts threads that wait), restored after; yields the count used."""
     before = torch.get_num_threads()
-    n = int(threads) if threads and threads > 0 else before
+    n = min(int(threads), os.cpu_count() or 1) if threads and threads > 0 else before
     if n != before:
         torch.set_num_threads(n)
     try:

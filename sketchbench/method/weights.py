@@ -22,6 +22,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -46,6 +47,10 @@ AUTO = "auto"
 NONE = "none"
 #: a fetched file larger than this is refused (the largest known source is ~60 MB)
 MAX_WEIGHTS_BYTES = 2 * 2**30
+
+
+class WeightsMissing(SketchbenchError):
+    """Pretrained weights a run asks for are not installed on this machine (``sketchbench weights fetch``)."""
 
 
 def weights_dir() -> Path:
@@ -135,7 +140,7 @@ class WeightSource(ABC):
     def identity(self, backbone: str) -> WeightsIdentity:
         path = self.locate(backbone)
         if path is None:
-            raise SketchbenchError(f"weight source {self.name!r} has no weights for {backbone!r} here: {self.install_hint()}")
+            raise WeightsMissing(f"weight source {self.name!r} has no weights for {backbone!r} here: {self.install_hint()}")
         return WeightsIdentity(self.name, backbone, self.verified(path))
 
     def verified(self, path: Path) -> str:
@@ -322,11 +327,31 @@ def sources() -> list[WeightSource]:
     return sorted(out, key=lambda s: (s.online, s.name))
 
 
+#: what a backbone name may look like: a timm model name (``resnet18``, ``vit_base_patch16_224.augreg_in21k``)
+_BACKBONE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$")
+
+
+def check_backbone(backbone: str) -> str:
+    """A backbone name is a timm model name: never a path (``../../x``), never unknown to timm. Checked
+    before any source is asked for its file, so a name from the user never becomes a path outside a
+    weights folder."""
+    if not isinstance(backbone, str) or not _BACKBONE_NAME.match(backbone) or ".." in backbone:
+        raise SketchbenchError(f"backbone {str(backbone)!r:.80} is not a model name (letters, digits, '_', '-', '.'; "
+                               "no path)")
+    import timm
+
+    if not timm.is_model(backbone):
+        raise SketchbenchError(f"unknown backbone {backbone!r} (not a timm model)."
+                               + did_you_mean(backbone, timm.list_models(f"*{backbone[:4]}*") or []))
+    return backbone
+
+
 def resolve(backbone: str, choice: str | None) -> WeightSource | None:
     """The source that fills ``backbone`` for ``--pretrained`` value ``choice`` (``auto``, a source
     name, ``none``/``None``), or one clear line saying which sources would serve it."""
     if choice in (None, NONE, ""):
         return None
+    check_backbone(backbone)
     if choice != AUTO:
         registry = _registry()
         if choice not in registry:
@@ -336,7 +361,7 @@ def resolve(backbone: str, choice: str | None) -> WeightSource | None:
             raise SketchbenchError(f"weight source {choice!r} has no weights for backbone {backbone!r} "
                                    f"(it serves {', '.join(src.backbones) or 'nothing'})")
         if not src.available(backbone):
-            raise SketchbenchError(f"weight source {choice!r} is not installed here: {src.install_hint()}")
+            raise WeightsMissing(f"weight source {choice!r} is not installed here: {src.install_hint()}")
         return src
     serving = [s for s in sources() if s.serves(backbone)]
     if not serving:
@@ -346,7 +371,7 @@ def resolve(backbone: str, choice: str | None) -> WeightSource | None:
         if s.available(backbone):
             return s
     hints = "; ".join(f"{s.name}: {s.install_hint()}" for s in serving)
-    raise SketchbenchError(f"no pretrained weights for backbone {backbone!r} are installed here ({hints})")
+    raise WeightsMissing(f"no pretrained weights for backbone {backbone!r} are installed here ({hints})")
 
 
 def identity(backbone: str, choice: str | None) -> WeightsIdentity | None:
@@ -367,7 +392,7 @@ def load_pretrained(model: nn.Module, backbone: str, choice: str | None) -> Weig
 
 
 __all__ = [
-    "AUTO", "NONE", "WEIGHTS_ENV", "PackageFileSource", "WeightSource", "WeightsIdentity", "fetch_wheel_member",
+    "AUTO", "NONE", "WEIGHTS_ENV", "PackageFileSource", "check_backbone", "WeightSource", "WeightsIdentity", "WeightsMissing", "fetch_wheel_member",
     "file_sha256", "identity", "load_complete", "load_pretrained", "map_by_order", "resolve", "source", "sources",
     "weights_dir",
 ]

@@ -136,7 +136,33 @@ def load_preset(name: str, overrides: dict[str, str] | None = None) -> Preset:
             raise SketchbenchError(f"preset value {key}={value}: must be a finite number")
         if value < lo or value > hi:
             raise SketchbenchError(f"preset value {key}={value}: must be between {lo:g} and {hi:g} ({why})")
+    check_work(data)
     return Preset(name=name, overrides=dict(overrides or {}), **data)
+
+
+#: sketches a generated dataset may have (instances x sketches_per_instance): 12x the paper preset's;
+#: each takes ~0.05-0.2 s to draw on one core
+MAX_GENERATED_SKETCHES = 20_000
+#: pixels of one batch of images (a batch x its canvas or photo size squared): 8x the paper preset's
+MAX_BATCH_PIXELS = 2**26
+
+
+def check_work(values: dict[str, Any]) -> None:
+    """Values each within its range can still multiply into work that never ends or memory no machine
+    has: refuse the products up front (one line naming the keys), and a preset without canvases."""
+    if not values.get("canvases"):
+        raise SketchbenchError("preset value canvases is empty: a run would evaluate nothing")
+    generated = int(values["instances"]) * int(values["sketches_per_instance"])
+    if generated > MAX_GENERATED_SKETCHES:
+        raise SketchbenchError(f"preset values instances={values['instances']} x sketches_per_instance="
+                               f"{values['sketches_per_instance']} ask for {generated:,} generated sketches, more than "
+                               f"{MAX_GENERATED_SKETCHES:,}: lower one of them")
+    canvas, photo = max(values["canvases"]), int(values["photo_size"])
+    for key, images, size in (("eval_batch_size", int(values["eval_batch_size"]), max(canvas, photo)),
+                              ("batch_size", 3 * int(values["batch_size"]), max(canvas, photo))):
+        if images * size * size > MAX_BATCH_PIXELS:
+            raise SketchbenchError(f"preset value {key}={values[key]} at {size} x {size} pixels makes batches of "
+                                   f"{images * size * size:,} pixels, more than {MAX_BATCH_PIXELS:,}: lower {key}")
 
 
 #: the range of every numeric preset value, and why (a value outside trains for nothing, measures
