@@ -32,18 +32,22 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 #: seconds the demo may take to train (smoke) and start
 START_TIMEOUT = 240
+#: seconds a client may stall a request before the demo drops it (--request-timeout)
+STALL_TIMEOUT = 2
 
 
 @pytest.fixture(scope="module")
-def demo_server(tmp_path_factory):
-    """``sketchbench demo --preset smoke`` in a subprocess on a free port: (url, results file, cache dir)."""
+def demo_process(tmp_path_factory):
+    """``sketchbench demo --preset smoke`` in a subprocess on a free port (requests time out after 2 s):
+    ``{"url", "results", "cache", "proc", "stderr"}`` (the server's stderr file)."""
     root = tmp_path_factory.mktemp("demo")
     cache, results = root / "cache", root / "results.json"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1", "SKETCHBENCH_CACHE_DIR": str(cache)}
     err = open(root / "demo.err", "w")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
         [sys.executable, "-c", "from sketchbench.cli.main import main; main()", "demo", "--preset", "smoke",
-         "--cache-dir", str(cache), "--out", str(results), "--port", "0", "--device", "cpu"],
+         "--cache-dir", str(cache), "--out", str(results), "--port", "0", "--device", "cpu",
+         "--request-timeout", str(STALL_TIMEOUT)],
         cwd=root, env=env, stdout=subprocess.PIPE, stderr=err, text=True)
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True).start()
@@ -60,7 +64,7 @@ def demo_server(tmp_path_factory):
         if url is None:
             err.flush()
             pytest.fail(f"the demo did not start: {(root / 'demo.err').read_text()[-2000:]}")
-        yield url, results, cache
+        yield {"url": url, "results": results, "cache": cache, "proc": proc, "stderr": root / "demo.err"}
     finally:
         proc.terminate()
         try:
@@ -68,6 +72,12 @@ def demo_server(tmp_path_factory):
         except subprocess.TimeoutExpired:
             proc.kill()
         err.close()
+
+
+@pytest.fixture(scope="module")
+def demo_server(demo_process):
+    """(url, results file, cache dir) of the running demo."""
+    return demo_process["url"], demo_process["results"], demo_process["cache"]
 
 
 def _post(url: str, body: bytes) -> tuple[int, dict]:
@@ -102,7 +112,7 @@ def test_api_answers_and_refuses(demo_server):
     assert len(answer["results"]) == min(10, info["gallery"]["size"])
     with urllib.request.urlopen(url + answer["results"][0]["url"].lstrip("/"), timeout=30) as resp:
         assert resp.headers["Content-Type"] == "image/png" and resp.read()[:4] == b"\x89PNG"
-    for body, needle in [(b"not json", "not JSON"), (b'{"model": 99, "strokes": [[[1, 2]]]}', "unknown model"),
+    for body, needle in [(b"not json", "not valid JSON"), (b'{"model": 99, "strokes": [[[1, 2]]]}', "unknown model"),
                          (b'{"model": 0, "strokes": []}', "no points"), (b'{"strokes": "x"}', "list of polylines"),
                          (b'{"strokes": [[[1, 2, 3]]]}', "stroke 0")]:
         status, answer = _post(url, body)
@@ -219,3 +229,115 @@ def test_page_ranks_what_retrieve_ranks(demo_server, tmp_path):
     finally:
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
+
+
+# -- the demo under load and bad requests (issue 27, class 6); loopback only -----------------------------
+def _raw(url: str, data: bytes, read: bool = True, timeout: float = 30) -> bytes:
+    """Send raw bytes to the demo's port and return what comes back (b"" when it closes at once)."""
+    import socket
+
+    host, port = url.split("//", 1)[1].rstrip("/").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+        sock.sendall(data)
+        if not read:
+            return b""
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+def _threads(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Threads:"):
+            return int(line.split()[1])
+    raise AssertionError("no Threads line")
+
+
+STROKES = [[[20, 30], [120, 200], [300, 60]], [[40, 320], [330, 310]]]
+
+
+def test_fields_out_of_their_type_or_range_are_a_400_not_a_500(demo_server):
+    url = demo_server[0]
+    deep = b'{"model": 0, "strokes": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    for body, needle in [
+        (b'{"model": 0, "top": 1e400, "strokes": [[[1, 2], [3, 4]]]}', "'top' must be an integer"),
+        (b'{"model": 1e400, "strokes": [[[1, 2], [3, 4]]]}', "unknown model"),
+        (b'{"model": -1, "strokes": [[[1, 2], [3, 4]]]}', "unknown model"),
+        (b'{"model": true, "strokes": [[[1, 2], [3, 4]]]}', "unknown model"),
+        (b'{"model": "0", "strokes": [[[1, 2], [3, 4]]]}', "unknown model"),
+        (b'{"model": 0, "strokes": [[[1e400, 2], [3, 4]]]}', "NaN or infinite"),
+        (deep, "nests deeper than"),
+    ]:
+        status, answer = _post(url, body)
+        assert status == 400 and needle in answer["error"], (body[:60], status, answer)
+
+
+def test_requests_for_another_host_or_from_another_origin_are_refused(demo_server):
+    url = demo_server[0]
+    port = url.rstrip("/").rsplit(":", 1)[1]
+    rebound = _raw(url, f"GET /api/models HTTP/1.1\r\nHost: evil.example:{port}\r\n\r\n".encode())
+    assert rebound.startswith(b"HTTP/1.0 403"), rebound[:200]
+    assert b'"models"' not in rebound
+    body = json.dumps({"model": 0, "strokes": STROKES}).encode()
+    cross = _raw(url, (f"POST /api/retrieve HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nOrigin: http://evil.example\r\n"
+                       f"Content-Type: text/plain\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body)
+    assert cross.startswith(b"HTTP/1.0 403"), cross[:200]
+    for name in ("localhost", "127.0.0.1"):  # the page's own origin is answered
+        ok = _raw(url, f"GET /api/models HTTP/1.1\r\nHost: {name}:{port}\r\n\r\n".encode())
+        assert ok.startswith(b"HTTP/1.0 200"), ok[:200]
+
+
+def test_fifty_concurrent_queries_are_all_answered(demo_server):
+    url = demo_server[0]
+    body = json.dumps({"model": 0, "strokes": STROKES, "top": 5}).encode()
+    n = 60
+    start = threading.Barrier(n)
+    statuses: list[object] = [None] * n
+
+    def query(i: int) -> None:
+        start.wait()
+        try:
+            statuses[i] = _post(url, body)[0]
+        except Exception as exc:  # a reset or a refused connection is a dropped query
+            statuses[i] = repr(exc)
+
+    threads = [threading.Thread(target=query, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert statuses == [200] * n, [s for s in statuses if s != 200][:5]
+
+
+def test_stalled_and_dropped_clients_hold_no_thread_and_print_no_traceback(demo_process):
+    import socket
+
+    url, proc = demo_process["url"], demo_process["proc"]
+    host, port = url.split("//", 1)[1].rstrip("/").rsplit(":", 1)
+    before = _threads(proc.pid)
+    head = f"POST /api/retrieve HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Length: 100000\r\n\r\n".encode()
+    stalled = []
+    for _ in range(30):  # more than the demo's workers: each sends part of its body, then nothing
+        sock = socket.create_connection((host, int(port)), timeout=30)
+        sock.sendall(head + b'{"model": 0, "strokes": [')
+        stalled.append(sock)
+    for _ in range(10):  # dropped clients: half a request, then a reset
+        sock = socket.create_connection((host, int(port)), timeout=30)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        sock.sendall(head + b"{")
+        sock.close()
+    time.sleep(0.5)
+    assert _threads(proc.pid) <= before + 8 + 2, "the stalled uploads started a thread each"
+    t0 = time.monotonic()
+    status, answer = _post(url, json.dumps({"model": 0, "strokes": STROKES}).encode())
+    assert status == 200, answer  # answered once the stalled uploads time out
+    assert time.monotonic() - t0 < 8 * STALL_TIMEOUT
+    for sock in stalled:
+        assert sock.recv(100) == b"", "a stalled upload was not dropped"
+        sock.close()
+    # a client that leaves before its answer
+    _raw(url, f"GET /api/models HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode(), read=False)
+    time.sleep(0.5)
+    assert proc.poll() is None
+    assert "Traceback" not in demo_process["stderr"].read_text()

@@ -35,11 +35,19 @@ Examples:
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
 @click.option("--gallery", "-g", default="test", show_default=True,
               help="'test' (the dataset's test split), 'train', or a folder of photos (.jpg/.png).")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on. Anything but a loopback address exposes the demo to other machines, "
+                   "without authentication.")
+@click.option("--allow-host", "allow_hosts", multiple=True, metavar="NAME",
+              help="Also answer requests addressed to this host name (e.g. the machine's DNS name on a LAN); "
+                   "others are refused, against DNS rebinding (repeat).")
+@click.option("--request-timeout", type=click.FloatRange(0.1, 3600), default=10.0, show_default=True,
+              help="Seconds a client may take to send one request; a stalled upload is dropped after it.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="Port (0: any free one).")
 @click.option("--out", "-o", type=click.Path(path_type=Path), default=None,
               help="Results JSON of the run (default: what 'sketchbench run' writes, results/run-<hash>.json).")
-def demo(results_path, methods, dataset, preset, overrides, seed, data_root, cache_dir, device, gallery, host, port, out) -> None:
+def demo(results_path, methods, dataset, preset, overrides, seed, data_root, cache_dir, device, gallery, host, allow_hosts,
+         request_timeout, port, out) -> None:
     """A local web page: draw with mouse or pen, see the top-10 photos and their distances, the canvas a
     dynamic method chose (and the sketch as rendered there), the FLOPs spent; switch between methods.
 
@@ -49,7 +57,7 @@ def demo(results_path, methods, dataset, preset, overrides, seed, data_root, cac
     """
     from sketchbench.base.artifacts import default_cache_dir
     from sketchbench.base.errors import SketchbenchError
-    from sketchbench.demo.server import DemoApp, load_models, make_server
+    from sketchbench.demo.server import DemoApp, is_loopback, load_models, make_server
 
     cache_dir = cache_dir or default_cache_dir()
     built: dict = {}
@@ -84,7 +92,10 @@ def demo(results_path, methods, dataset, preset, overrides, seed, data_root, cac
                          cache_dir=cache_dir, device=device, models=built)
     app = DemoApp(models, gallery=gallery, title=f"sketchbench demo: {models[0].cell['dataset']}")
     app.warm_up()
-    server = make_server(app, host, port)
+    server = make_server(app, host, port, allow_hosts=tuple(allow_hosts), timeout=request_timeout)
+    if not is_loopback(host):
+        click.echo(f"warning: --host {host} makes the demo reachable from other machines, without authentication: "
+                   "anyone who can reach this port can query the models and see the gallery photos", err=True)
     url = f"http://{host}:{server.server_address[1]}/"
     click.echo(f"serving {len(models)} models ({', '.join(m.label for m in app.models)}) on {len(app.models[0].retriever.gallery)}"
                " gallery photos", err=True)
