@@ -29,7 +29,9 @@ The handbags category exists only in the ``.mat`` release (no RGB layout is publ
   sampler draws an annotated ``(a, b)`` pair as (positive, negative); sketchbench always uses the true
   match as the positive and takes hard negatives from this list: an interpretation.)
 * Limits: each ``.mat`` and annotation file is checked against :func:`sketchbench.data_limits`
-  (``SKETCHBENCH_MAX_FILE_BYTES``) before it is read; an oversize one is a one-line ``DataError``.
+  (``SKETCHBENCH_MAX_FILE_BYTES``) before it is read, and a ``.mat`` variable's size against
+  ``SKETCHBENCH_MAX_DECODED_BYTES`` before it is inflated (``_mat.py``); an oversize one is a
+  one-line ``DataError``.
 * Handbags: the release's ``handbags_annotation.json`` is a byte copy of the shoes one (a "pseudo
   annotation"), so handbags get ``hard_negatives=None`` (random negatives), as the original code does.
 """

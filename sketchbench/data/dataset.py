@@ -156,7 +156,7 @@ def fingerprint_files(paths: Iterable[Path], extra: str = "") -> str:
             digest = _file_sha256(p)
         except OSError as exc:
             raise DataError(f"cannot read {str(p)!r}: {exc.strerror or exc}") from None
-        h.update(f"{p.name}:{size}:{digest}".encode())
+        h.update(f"{p.name}:{size}:{digest}".encode(errors="surrogateescape"))  # a name's own bytes, UTF-8 or not
     fingerprint = h.hexdigest()[:16]
     try:
         atomic_write_bytes(memo, fingerprint.encode())

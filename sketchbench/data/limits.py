@@ -20,6 +20,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -111,9 +112,15 @@ class DataLimits:
             if size > self.file_bytes:
                 raise DataError(f"{where} is {size:,} bytes, over the limit of {self.file_bytes:,} for one data file "
                                 f"(raise it with {env_name('file_bytes')})")
+        field_name = "photo_pixels" if photo else "image_pixels"
         try:
-            img = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
-        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+            with warnings.catch_warnings():  # PIL's own warning past 89 Mpx: the check below says more
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                img = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+        except Image.DecompressionBombError:  # past PIL's hard limit (179 Mpx), far past ours
+            raise DataError(f"{where} is over the limit of {getattr(self, field_name):,} pixels for one "
+                            f"{'photo' if photo else 'raster sketch'} (raise it with {env_name(field_name)})") from None
+        except (OSError, SyntaxError, ValueError) as exc:
             msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise DataError(f"{where} does not decode as an image ({msg})") from None
         try:
