@@ -19,6 +19,8 @@ from sketchbench.data.queries import load_photo, read_query
 from sketchbench.results.schema import load_results
 from sketchbench.testing import run_cli
 
+HOSTILE_SECONDS = 60
+
 SVG_NS = 'xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink"'
 
 
@@ -79,10 +81,13 @@ def hostile_queries(folder: Path) -> dict[str, str]:
         path = folder / name
         path.write_bytes(content if isinstance(content, bytes) else content.encode())
         out[str(path)] = says
-    big = folder / "big.json"  # sparse: 17 MiB that cost nothing to make
+    packed = folder / "packed.json"  # just under the byte limit, the most objects per byte JSON allows
+    packed.write_bytes(b"[" + b"[]," * (8 * 2**20 // 3 - 1) + b"[]]")
+    out[str(packed)] = "over the limit of 200,000 per sketch"
+    big = folder / "big.json"  # sparse: 137 MB that cost nothing to make
     with open(big, "wb") as fh:
-        fh.truncate(17 * 2**20)
-    out[str(big)] = "over the limit of 16,777,216"
+        fh.truncate(137_000_000)
+    out[str(big)] = "over the limit of 8,388,608"
     for suffix in (".json", ".npy", ".png", ".svg"):
         link = folder / f"zero{suffix}"
         link.symlink_to("/dev/zero")
@@ -159,15 +164,16 @@ def test_results_files_that_are_not_regular_files_or_nest_deeply_are_refused(tmp
 
 
 _DRIVER = """
-import json, sys, warnings
+import json, sys, time, warnings
 warnings.simplefilter("ignore")
 from sketchbench import DataError
 from sketchbench.data.queries import load_photo, read_query
 from sketchbench.results.schema import load_results
 from sketchbench_datasets._mat import read_mat_variable
 from pathlib import Path
-out = {}
+out, seconds = {}, {}
 for path in sys.argv[1:]:
+    start = time.monotonic()
     try:
         if path.endswith(".mat"):
             read_mat_variable(Path(path), "data", "sketches")
@@ -180,7 +186,8 @@ for path in sys.argv[1:]:
         out[path] = "loaded"
     except DataError as exc:
         out[path] = str(exc)
-print(json.dumps(out))
+    seconds[path] = time.monotonic() - start
+print(json.dumps({"out": out, "seconds": seconds}))
 """
 
 
@@ -191,10 +198,12 @@ def test_no_hostile_input_expands_past_the_memory_cap(tmp_path, capped, mat_bomb
     (tmp_path / "deep.results.json").write_text('{"schema": "sketchbench.results", "cells": ' + "[" * 100_000
                                                  + "]" * 100_000 + "}")
     paths += [str(tmp_path / n) for n in ("photo.png", "deep.results.json")]
-    proc = capped(["-c", _DRIVER, *paths])
+    proc = capped(["-c", _DRIVER, *paths], seconds=HOSTILE_SECONDS * len(paths))  # each input: 60 s, below
     assert proc.returncode == 0, proc.stderr[-2000:]
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    answer = json.loads(proc.stdout.strip().splitlines()[-1])
+    out, seconds = answer["out"], answer["seconds"]
     assert len(out) == len(paths) and all(v != "loaded" and "\n" not in v for v in out.values()), out
+    assert max(seconds.values()) < HOSTILE_SECONDS, seconds
 
 
 def test_the_cli_refuses_a_hostile_query_in_one_line(tmp_path, capped):

@@ -89,35 +89,55 @@ def read_bounded(path: str | Path, limit: int, what: str, env: str | None = None
     return data
 
 
-def json_depth(value: Any, limit: int) -> int:
-    """The nesting depth of parsed JSON, walked without recursion; stops counting past ``limit``."""
-    deepest = 0
-    todo: list[tuple[Any, int]] = [(value, 1)]
-    while todo:
-        item, depth = todo.pop()
-        if isinstance(item, dict | list):
-            deepest = max(deepest, depth)
-            if deepest > limit:
-                return deepest
-            todo.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+def json_depth(data: bytes, limit: int) -> int:
+    """How deep the JSON text ``data`` (UTF-8) nests, scanned before it is parsed, in NumPy passes of
+    1 MiB (a 32 MiB file takes ~0.1 s; a walk of the parsed objects took minutes for 5 M empty lists).
+    Brackets inside strings are skipped (a quote after an odd run of backslashes is escaped); in UTF-8,
+    no byte of a multi-byte character is a bracket, a quote or a backslash. Exact for valid JSON; stops
+    counting past ``limit``."""
+    import numpy as np
+
+    arr = np.frombuffer(data, dtype=np.uint8)
+    depth, deepest, in_string, carried = 0, 0, 0, 0  # carried: backslashes ending the previous chunk
+    chunk = 1 << 20
+    for start in range(0, len(arr), chunk):
+        c = arr[start:start + chunk]
+        idx = np.arange(len(c), dtype=np.int64)
+        backslash = c == 92
+        last_other = np.maximum.accumulate(np.where(backslash, -1 - carried, idx))  # last non-backslash <= i
+        before = np.empty(len(c), dtype=np.int64)
+        before[0], before[1:] = -1 - carried, last_other[:-1]
+        escaped = ((idx - 1 - before) % 2) == 1  # an odd run of backslashes right before i
+        quote = (c == 34) & ~escaped
+        quotes = np.cumsum(quote, dtype=np.int64)
+        inside = ((quotes - quote + in_string) % 2) == 1
+        step = (((c == 91) | (c == 123)) & ~inside).astype(np.int32) - (((c == 93) | (c == 125)) & ~inside)
+        levels = np.cumsum(step, dtype=np.int64) + depth
+        deepest = max(deepest, int(levels.max()))
+        if deepest > limit:
+            return deepest
+        depth, in_string = int(levels[-1]), int((quotes[-1] + in_string) % 2)
+        carried = int(len(c) - 1 - last_other[-1]) if backslash[-1] else 0
     return deepest
 
 
 def loads_json(data: bytes | str, what: str, max_depth: int = MAX_JSON_DEPTH) -> Any:
-    """Parse JSON, refusing it (one :class:`DataError` line naming ``what``) when it is not JSON or
-    nests deeper than ``max_depth``. NaN and infinities are accepted as Python's parser does; callers
-    that need finite numbers check them."""
+    """Parse JSON, refusing it (one :class:`DataError` line naming ``what``) when it is not UTF-8 JSON
+    or nests deeper than ``max_depth`` (checked on the text, before the parser recurses). NaN and
+    infinities are accepted as Python's parser does; callers that need finite numbers check them."""
+    raw = data.encode("utf-8", errors="surrogatepass") if isinstance(data, str) else data
     try:
-        value = json.loads(data)
-    except RecursionError:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise DataError(f"{what} is not valid JSON (not UTF-8 text)") from None
+    if json_depth(raw, max_depth) > max_depth:
+        raise DataError(f"{what} nests deeper than {max_depth} levels: refused")
+    try:
+        return json.loads(text)
+    except RecursionError:  # invalid JSON that the scan read differently: still refused, in one line
         raise DataError(f"{what} nests deeper than {max_depth} levels: refused") from None
     except json.JSONDecodeError as exc:
         raise DataError(f"{what} is not valid JSON (truncated?): {exc.msg} at line {exc.lineno}") from None
-    except UnicodeDecodeError:
-        raise DataError(f"{what} is not valid JSON (not UTF-8 text)") from None
-    if json_depth(value, max_depth) > max_depth:
-        raise DataError(f"{what} nests deeper than {max_depth} levels: refused")
-    return value
 
 
 def read_json(path: str | Path, limit: int, what: str, env: str | None = None, max_depth: int = MAX_JSON_DEPTH) -> Any:

@@ -57,7 +57,7 @@ class DataLimits:
     #: bytes of one SVG sketch file
     svg_bytes: int = 8 * 2**20
     #: bytes of one query file of ``retrieve`` / ``demo`` (a stroke file or a raster sketch): a drawing is kilobytes
-    query_bytes: int = 16 * 2**20
+    query_bytes: int = 8 * 2**20
     #: bytes of one other data file (a coordinate pickle, an .npy, a .mat, an annotation JSON)
     file_bytes: int = 256 * 2**20
     #: pixels of one raster sketch (a query, a dataset's sketch PNG): 4096 x 4096

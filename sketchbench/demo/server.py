@@ -242,112 +242,120 @@ def is_loopback(host: str) -> bool:
         return host.lower() == "localhost"
 
 
-def make_handler(app: DemoApp, hosts: frozenset[str] | None = frozenset(LOOPBACK_NAMES),
-                 timeout: float = REQUEST_TIMEOUT) -> type[BaseHTTPRequestHandler]:
-    index = page()
+class DemoHandler(BaseHTTPRequestHandler):
+    """One request to the demo. :func:`make_handler` makes a subclass bound to an app, its allowed
+    ``Host`` names (``None``: any) and its request timeout."""
 
-    class Handler(BaseHTTPRequestHandler):
-        server_version = "sketchbench-demo"
+    server_version = "sketchbench-demo"
+    app: DemoApp
+    hosts: frozenset[str] | None = LOOPBACK_NAMES
+    request_timeout: float = REQUEST_TIMEOUT
+    index: bytes = b""
 
-        def setup(self) -> None:
-            self.timeout = timeout  # a stalled client's socket times out (StreamRequestHandler applies it)
-            super().setup()
+    def setup(self) -> None:
+        self.timeout = self.request_timeout  # a stalled client's socket times out (StreamRequestHandler applies it)
+        super().setup()
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
-            log.info("demo: " + format, *args)
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+        log.info("demo: " + format, *args)
 
-        def _send(self, status: int, body: bytes, content_type: str, cache: bool = False) -> None:
-            try:
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.send_header("Cache-Control", "max-age=3600" if cache else "no-store")
-                self.send_header("X-Content-Type-Options", "nosniff")
-                self.end_headers()
-                self.wfile.write(body)
-            except OSError as exc:  # the client went away: nothing to answer, nothing to print
-                log.info("demo: %s left before the answer (%s)", self.client_address[0], type(exc).__name__)
-                self.close_connection = True
+    def _send(self, status: int, body: bytes, content_type: str, cache: bool = False) -> None:
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Cache-Control", "max-age=3600" if cache else "no-store")
+            self.send_header("X-Content-Type-Options", "nosniff")
+            self.end_headers()
+            self.wfile.write(body)
+        except OSError as exc:  # the client went away: nothing to answer, nothing to print
+            log.info("demo: %s left before the answer (%s)", self.client_address[0], type(exc).__name__)
+            self.close_connection = True
 
-        def _json(self, status: int, obj: Any) -> None:
-            self._send(status, json.dumps(obj).encode(), "application/json")
+    def _json(self, status: int, obj: Any) -> None:
+        self._send(status, json.dumps(obj).encode(), "application/json")
 
-        def _refused_origin(self) -> bool:
-            """A request whose ``Host`` (or, for a POST, ``Origin``) is not this server's: answered 403."""
-            if hosts is None:
-                return False
-            host = _hostname(self.headers.get("Host", ""))
-            origin = self.headers.get("Origin")
-            origin_host = _hostname(urlsplit(origin).netloc) if origin and origin != "null" else None
-            if host in hosts and (origin is None or origin_host in hosts):
-                return False
-            self._json(HTTPStatus.FORBIDDEN, {"error": "this server answers only requests addressed to "
-                                                       f"{', '.join(sorted(hosts))} (see --allow-host)"})
-            return True
+    def _refused_origin(self) -> bool:
+        """A request whose ``Host`` (or, for a POST, ``Origin``) is not this server's: answered 403."""
+        if self.hosts is None:
+            return False
+        host = _hostname(self.headers.get("Host", ""))
+        origin = self.headers.get("Origin")
+        origin_host = _hostname(urlsplit(origin).netloc) if origin and origin != "null" else None
+        if host in self.hosts and (origin is None or origin_host in self.hosts):
+            return False
+        self._json(HTTPStatus.FORBIDDEN, {"error": "this server answers only requests addressed to "
+                                                   f"{', '.join(sorted(self.hosts))} (see --allow-host)"})
+        return True
 
-        def do_GET(self) -> None:  # noqa: N802 - the base class's name
-            if self._refused_origin():
-                return
-            path = self.path.split("?", 1)[0]
-            try:
-                if path in ("/", "/index.html"):
-                    self._send(HTTPStatus.OK, index, "text/html; charset=utf-8")
-                elif path == "/api/models":
-                    self._json(HTTPStatus.OK, app.info())
-                elif (match := _PHOTO.match(path)) is not None and len(path) < 64:
-                    self._send(HTTPStatus.OK, app.photo(int(match[1]), int(match[2])), "image/png", cache=True)
-                else:
-                    self._json(HTTPStatus.NOT_FOUND, {"error": f"no such page: {path[:80]}"})
-            except SketchbenchError as exc:
-                self._json(HTTPStatus.NOT_FOUND, {"error": str(exc)})
+    def do_GET(self) -> None:  # noqa: N802 - the base class's name
+        if self._refused_origin():
+            return
+        path = self.path.split("?", 1)[0]
+        try:
+            if path in ("/", "/index.html"):
+                self._send(HTTPStatus.OK, self.index, "text/html; charset=utf-8")
+            elif path == "/api/models":
+                self._json(HTTPStatus.OK, self.app.info())
+            elif (match := _PHOTO.match(path)) is not None and len(path) < 64:
+                self._send(HTTPStatus.OK, self.app.photo(int(match[1]), int(match[2])), "image/png", cache=True)
+            else:
+                self._json(HTTPStatus.NOT_FOUND, {"error": f"no such page: {path[:80]}"})
+        except SketchbenchError as exc:
+            self._json(HTTPStatus.NOT_FOUND, {"error": str(exc)})
 
-        def _body(self, length: int) -> bytes:
-            """The request body, read within ``timeout`` in all (a client dribbling a byte at a time
-            cannot hold a worker longer)."""
-            deadline = time.monotonic() + timeout
-            chunks, got = [], 0
-            while got < length:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError("the request body took too long")
-                self.connection.settimeout(left)
-                chunk = self.rfile.read1(min(65536, length - got))
-                if not chunk:
-                    raise ConnectionError("the client closed the connection")
-                chunks.append(chunk)
-                got += len(chunk)
-            return b"".join(chunks)
+    def _body(self, length: int) -> bytes:
+        """The request body, read within ``timeout`` in all (a client dribbling a byte at a time
+        cannot hold a worker longer)."""
+        deadline = time.monotonic() + self.request_timeout
+        chunks, got = [], 0
+        while got < length:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("the request body took too long")
+            self.connection.settimeout(left)
+            chunk = self.rfile.read1(min(65536, length - got))
+            if not chunk:
+                raise ConnectionError("the client closed the connection")
+            chunks.append(chunk)
+            got += len(chunk)
+        return b"".join(chunks)
 
-        def do_POST(self) -> None:  # noqa: N802
-            if self._refused_origin():
-                return
-            if self.path.split("?", 1)[0] != "/api/retrieve":
-                self._json(HTTPStatus.NOT_FOUND, {"error": f"no such endpoint: {self.path[:80]}"})
-                return
-            try:
-                length = int(self.headers.get("Content-Length") or 0)
-            except ValueError:
-                length = -1
-            if not 0 < length <= MAX_BODY:
-                self._json(HTTPStatus.BAD_REQUEST, {"error": f"a request body of 1 byte … {MAX_BODY} bytes is expected"})
-                return
-            try:
-                body = self._body(length)
-            except (OSError, TimeoutError) as exc:  # stalled or dropped: one quiet line in the log
-                log.info("demo: %s: request body not received (%s)", self.client_address[0], exc)
-                self.close_connection = True
-                return
-            self.connection.settimeout(timeout)
-            try:
-                payload = loads_json(body, "the request body", max_depth=MAX_JSON_DEPTH)
-                self._json(HTTPStatus.OK, app.retrieve(payload))
-            except SketchbenchError as exc:
-                self._json(HTTPStatus.BAD_REQUEST, {"error": str(exc)})
-            except Exception as exc:  # one line for the page, the server goes on
-                log.warning("demo: query failed: %s: %s", type(exc).__name__, exc)
-                self._json(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": f"{type(exc).__name__}: {exc}"})
+    def do_POST(self) -> None:  # noqa: N802
+        if self._refused_origin():
+            return
+        if self.path.split("?", 1)[0] != "/api/retrieve":
+            self._json(HTTPStatus.NOT_FOUND, {"error": f"no such endpoint: {self.path[:80]}"})
+            return
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if not 0 < length <= MAX_BODY:
+            self._json(HTTPStatus.BAD_REQUEST, {"error": f"a request body of 1 byte … {MAX_BODY} bytes is expected"})
+            return
+        try:
+            body = self._body(length)
+        except (OSError, TimeoutError) as exc:  # stalled or dropped: one quiet line in the log
+            log.info("demo: %s: request body not received (%s)", self.client_address[0], exc)
+            self.close_connection = True
+            return
+        self.connection.settimeout(self.request_timeout)
+        try:
+            payload = loads_json(body, "the request body", max_depth=MAX_JSON_DEPTH)
+            self._json(HTTPStatus.OK, self.app.retrieve(payload))
+        except SketchbenchError as exc:
+            self._json(HTTPStatus.BAD_REQUEST, {"error": str(exc)})
+        except Exception as exc:  # one line for the page, the server goes on
+            log.warning("demo: query failed: %s: %s", type(exc).__name__, exc)
+            self._json(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": f"{type(exc).__name__}: {exc}"})
 
-    return Handler
+
+
+def make_handler(app: DemoApp, hosts: frozenset[str] | None = LOOPBACK_NAMES,
+                 timeout: float = REQUEST_TIMEOUT) -> type[DemoHandler]:
+    """A :class:`DemoHandler` bound to ``app``, the ``Host`` names it answers and its timeout."""
+    return type("Handler", (DemoHandler,), {"app": app, "hosts": hosts, "request_timeout": timeout, "index": page()})
 
 
 class DemoServer(HTTPServer):
