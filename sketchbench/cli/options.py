@@ -32,7 +32,7 @@ def _stack(*decorators: Callable) -> Callable:
 #: --preset and --set
 preset_options = _stack(
     click.option("--preset", "-p", default=None, help="smoke, cpu, cpu-imagenet or paper (default: paper on CUDA; else cpu-imagenet when pretrained "
-                      "weights are installed, cpu without)."),
+                      "weights are installed, cpu without, or when a method of the run lacks its weights)."),
     click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a preset value, e.g. --set epochs=3."),
 )
 
