@@ -38,7 +38,7 @@ def _address_space_after_imports() -> int:
         import subprocess
         import sys
 
-        code = ("import sketchbench.cli.main, sketchbench.run.runner, torch, timm, scipy.io, PIL.Image, svgelements\n"
+        code = ("import sketchbench.cli.main, sketchbench.run.loop, torch, timm, scipy.io, PIL.Image, svgelements\n"
                 "print([int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmPeak')][0] * 1024)")
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
         _BASELINE.append(int(out.stdout.strip().splitlines()[-1]))
