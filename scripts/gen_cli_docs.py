@@ -42,7 +42,8 @@ def documented_group() -> click.Group:
     """The ``sketchbench`` group with the built-in plugins' commands, on a copy (the real group
     is left as it is)."""
     from sketchbench.cli.main import cli
-    from sketchbench.host.plugins import BUILTIN_PLUGINS, PluginHost
+    from sketchbench.host.plugins import BUILTIN_PLUGINS
+    from sketchbench.method.registries import new_host
 
     group = copy.copy(cli)
     own = ("sketchbench", *BUILTIN_PLUGINS)
@@ -50,7 +51,7 @@ def documented_group() -> click.Group:
     group.commands = {name: cmd for name, cmd in cli.commands.items()
                       if cmd.callback is None or cmd.callback.__module__.split(".")[0] in own}
     with _plugin_env_cleared():
-        host = PluginHost()
+        host = new_host()
         host.load_builtins()
         host.register_all()
         host.add_commands(group)

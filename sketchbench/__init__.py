@@ -9,9 +9,9 @@ Write a plugin: ``docs/writing-plugins.md``.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 import pluggy
+
+from sketchbench.base.version import __version__
 
 hookimpl = pluggy.HookimplMarker("sketchbench")
 

@@ -15,8 +15,8 @@ from typing import Any
 
 from sketchbench.data.dataset import DatasetOptions
 from sketchbench.data.rundata import RunData
-from sketchbench.host.plugins import get_host, reset_host
 from sketchbench.method.interface import Method, MethodContext
+from sketchbench.method.registries import get_host, reset_host
 from sketchbench.run.presets import load_preset
 
 

@@ -18,29 +18,18 @@ Everything here is defined once in the method layer (:mod:`sketchbench.method.tr
   :func:`map_by_order`, :func:`load_complete`, :func:`weights_dir`, :func:`fetch_wheel_member`.
 """
 
-from sketchbench.method.training import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
+from sketchbench.method.backbones import (
     PooledFeatures,
-    Trainer,
-    TripletBatch,
     create_backbone,
-    edge_map,
-    embed_in_batches,
     freeze_batchnorm,
     frozen_features,
     load_weights,
     match_keys,
-    random_flip,
-    random_shift,
-    sample_negatives,
-    seed_everything,
     split_backbone,
-    to_input,
-    triplet_batches,
-    triplet_epochs,
-    triplet_loss,
 )
+from sketchbench.method.inputs import IMAGENET_MEAN, IMAGENET_STD, edge_map, random_flip, random_shift, to_input
+from sketchbench.method.training import Trainer, embed_in_batches, seed_everything
+from sketchbench.method.triplets import TripletBatch, sample_negatives, triplet_batches, triplet_epochs, triplet_loss
 from sketchbench.method.weights import (
     PackageFileSource,
     WeightsIdentity,

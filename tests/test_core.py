@@ -12,8 +12,8 @@ from sketchbench.base.errors import PluginError, SketchbenchError
 from sketchbench.host.registry import Registry
 from sketchbench.measure.flops import count_flops, flop_counter_mode_flops
 from sketchbench.measure.metrics import ranks, retrieval_metrics
+from sketchbench.method.backbones import create_backbone
 from sketchbench.method.params import Param, parse_key_values, resolve_params
-from sketchbench.method.training import create_backbone
 from sketchbench.results.schema import SCHEMA_VERSION, load_results, new_results, write_results
 from sketchbench.run.presets import check_canvas, load_preset, preset_names
 
@@ -160,7 +160,7 @@ def test_pretrained_offline_fails_clearly(monkeypatch):
 def test_weights_file_loads_and_bad_weights_fail(tmp_path):
     src = create_backbone("test_efficientnet")
     torch.save({"state_dict": src.state_dict()}, tmp_path / "w.pth")
-    from sketchbench.method.training import load_weights
+    from sketchbench.method.backbones import load_weights
 
     dst = create_backbone("test_efficientnet")
     load_weights(dst, tmp_path / "w.pth")

@@ -16,7 +16,7 @@ from scipy.io import savemat
 
 from sketchbench import DatasetOptions, RunData
 from sketchbench.base.errors import DataError
-from sketchbench.host.plugins import get_host
+from sketchbench.method.registries import get_host
 from sketchbench.run.presets import load_preset
 from sketchbench.testing import run_cli
 

@@ -10,7 +10,7 @@ import pytest
 from sketchbench_dynamic.sketchynet_v2 import BAKDDyn, BPKTDyn, BRegressDyn, SketchyNetV2
 
 from sketchbench import SketchbenchError
-from sketchbench.host.plugins import get_host
+from sketchbench.method.registries import get_host
 from sketchbench.run.config import RunConfig
 from sketchbench.run.loop import Runner
 from sketchbench.run.presets import load_preset

@@ -145,7 +145,7 @@ import json, sys, warnings
 warnings.simplefilter("ignore")
 from sketchbench import DataError, DatasetOptions
 from sketchbench.data.safe_pickle import load_pickle
-from sketchbench.host.plugins import get_host
+from sketchbench.method.registries import get_host
 out = {}
 for path in sys.argv[1:]:
     try:

@@ -18,7 +18,7 @@ from PIL import Image
 
 from sketchbench import DataError, DataLimits, DatasetOptions, data_limits
 from sketchbench.data.queries import read_query
-from sketchbench.host.plugins import get_host
+from sketchbench.method.registries import get_host
 from sketchbench.testing import run_cli
 
 

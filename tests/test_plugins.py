@@ -26,7 +26,8 @@ import pytest
 from sketchbench import hookimpl
 from sketchbench.base.errors import PluginError, SketchbenchError
 from sketchbench.host import hookspecs
-from sketchbench.host.plugins import BUILTIN_PLUGINS, ENTRY_POINT_GROUP, PluginHost, get_host
+from sketchbench.host.plugins import BUILTIN_PLUGINS, ENTRY_POINT_GROUP
+from sketchbench.method.registries import get_host, new_host
 from sketchbench.testing import build_method, registered_plugin, run_cli, tiny_data
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,7 +71,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from sketchbench import Method, Param
-from sketchbench.method.training import Trainer, to_input, triplet_batches, triplet_loss
+from sketchbench.method.inputs import to_input
+from sketchbench.method.training import Trainer
+from sketchbench.method.triplets import triplet_batches, triplet_loss
 
 class FakeEmbed(Method):
     kind = "baseline"
@@ -175,9 +178,9 @@ def on_path(fake_site, monkeypatch):
         del sys.modules[name]
 
 
-def fresh_host() -> PluginHost:
-    """A host loaded the way :func:`sketchbench.host.plugins.get_host` loads one."""
-    host = PluginHost()
+def fresh_host():
+    """A host loaded the way :func:`sketchbench.method.registries.get_host` loads one."""
+    host = new_host()
     host.load_builtins()
     host.load_entry_points()
     host.register_all()
@@ -196,7 +199,7 @@ def sketchbench(*args: str, pythonpath: list[Path] | tuple[Path, ...] = (), env:
 SESSION = f"""
 import json, os, sys
 from sketchbench.cli.main import main
-from sketchbench.host.plugins import reset_host
+from sketchbench.method.registries import reset_host
 for step in json.loads(sys.argv[1]):
     for var in {PLUGIN_ENV}:
         os.environ.pop(var, None)
@@ -403,13 +406,13 @@ def test_two_plugins_registering_one_name_is_an_error_naming_both():
         def register_methods(self, register):
             register("dup-method", "y:B")
 
-    host = PluginHost()
+    host = new_host()
     host.register_plugin(First(), "plugin-one")
     host.register_plugin(Second(), "plugin-two")
     host.register_all()  # the later one is skipped, with a warning naming both
     assert host.methods.entry("dup-method").origin == "plugin-one"
     # strict: the clash is fatal, naming both
-    strict = PluginHost()
+    strict = new_host()
     strict.register_plugin(First(), "plugin-one")
     strict.register_plugin(Second(), "plugin-two")
     os.environ["SKETCHBENCH_STRICT_PLUGINS"] = "1"
@@ -465,7 +468,7 @@ def test_misspelled_hook_is_refused_with_a_suggestion():
         def register_method(self, register):  # missing "s"
             register("never", "x:Y")
 
-    host = PluginHost()
+    host = new_host()
     with pytest.raises(PluginError, match="unknown hook 'register_method'. Did you mean 'register_methods'"):
         host.register_plugin(Typo(), "typo")
     assert "typo" not in host.plugins and not host.pm.has_plugin("typo")
@@ -625,7 +628,7 @@ def hook_signature(fn) -> str:
 
 def test_the_hooks_are_the_ones_the_host_knows():
     assert len(_hooks()) >= 3
-    assert set(_hooks()) == {n for n, caller in vars(PluginHost().pm.hook).items() if caller.has_spec()}
+    assert set(_hooks()) == {n for n, caller in vars(new_host().pm.hook).items() if caller.has_spec()}
 
 
 @pytest.mark.parametrize("name", sorted(_hooks()))

@@ -15,7 +15,7 @@ from sketchbench_datasets._photos import load_photo
 
 from sketchbench import DatasetOptions
 from sketchbench.base.errors import DataError
-from sketchbench.host.plugins import get_host
+from sketchbench.method.registries import get_host
 from sketchbench.testing import run_cli
 
 

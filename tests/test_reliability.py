@@ -156,7 +156,7 @@ def test_a_one_photo_gallery_is_refused_and_a_small_one_flagged(tmp_path):
 
 
 def test_every_numeric_parameter_declares_a_range():
-    from sketchbench.host.plugins import get_host
+    from sketchbench.method.registries import get_host
 
     missing = []
     for entry in get_host().methods:

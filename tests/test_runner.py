@@ -69,7 +69,7 @@ def test_teacher_is_trained_once_and_reused(tmp_path, monkeypatch):
             calls.append(("student", tuple(canvases)))
 
         def encode_sketch(self, images):
-            from sketchbench.method.training import to_input
+            from sketchbench.method.inputs import to_input
             return self.net(to_input(images))
 
         encode_photo = encode_sketch
@@ -129,7 +129,7 @@ class _Flaky(Method):
             trainer.step(x * float("nan") if self.p["nan"] else x)
 
     def encode_sketch(self, images):
-        from sketchbench.method.training import to_input
+        from sketchbench.method.inputs import to_input
         return self.net(to_input(images))
 
     encode_photo = encode_sketch
@@ -249,8 +249,8 @@ def test_save_weights_writes_a_file_that_weights_loads(tmp_path):
     saved = folder / "triplet-timm-tiny-c32-s0.pt"
     assert saved.is_file()
     state = torch.load(saved, weights_only=True)["state_dict"]
-    from sketchbench.host.plugins import get_host
     from sketchbench.method.interface import MethodContext
+    from sketchbench.method.registries import get_host
     from sketchbench.run.presets import load_preset
 
     cls = get_host().methods.get("triplet-timm")

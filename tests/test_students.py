@@ -16,7 +16,7 @@ from sketchbench.base.artifacts import ArtifactCache
 from sketchbench.data.rundata import RunData
 from sketchbench.measure.evaluate import evaluate
 from sketchbench.measure.flops import count_flops
-from sketchbench.method.training import to_input
+from sketchbench.method.inputs import to_input
 from sketchbench.run.presets import load_preset
 from sketchbench.testing import build_method, tiny_data
 

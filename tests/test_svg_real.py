@@ -13,7 +13,7 @@ import pytest
 from sketchbench import BadSketch, DataError, DatasetOptions, load_svg_sketch, render_sketch
 from sketchbench.data import svg as svg_mod
 from sketchbench.data.svg import MAX_SAMPLES_PER_SEGMENT, read_svg_sketch, svg_strokes
-from sketchbench.host.plugins import get_host
+from sketchbench.method.registries import get_host
 
 CATEGORIES = {"elephant", "pig"}
 NS = 'xmlns="http://www.w3.org/2000/svg"'

@@ -19,7 +19,7 @@ from sketchbench_datasets.synthetic import (
 )
 
 from sketchbench import DataError, DatasetOptions, render_sketch
-from sketchbench.host.plugins import get_host
+from sketchbench.method.registries import get_host
 from sketchbench.testing import tiny_data
 
 

@@ -13,8 +13,8 @@ from sketchbench_teachers.triplet_rl import MinSize, progressive_prefixes
 
 from sketchbench import MethodContext, Sketch, SketchbenchError
 from sketchbench.measure.flops import count_flops
+from sketchbench.method.inputs import to_input
 from sketchbench.method.params import resolve_params
-from sketchbench.method.training import to_input
 from sketchbench.run.presets import load_preset
 from sketchbench.testing import build_method, tiny_data
 

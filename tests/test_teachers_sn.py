@@ -8,9 +8,9 @@ from sketchbench_teachers.holef_sn import HolefEnergy, SpatialAttention
 from sketchbench_teachers.sketch_a_net import sketch_a_net_input
 
 from sketchbench import MethodContext, SketchbenchError
-from sketchbench.host.plugins import get_host
 from sketchbench.measure.flops import count_flops
 from sketchbench.method.params import resolve_params
+from sketchbench.method.registries import get_host
 from sketchbench.run.presets import load_preset
 from sketchbench.testing import build_method, run_cli, tiny_data
 

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from sketchbench import SketchbenchError, hookimpl
+from sketchbench.method import pretrained as P
 from sketchbench.method import weights as W
 from sketchbench.testing import registered_plugin, run_cli
 from sketchbench.training import IMAGENET_MEAN, IMAGENET_STD, WeightSource, create_backbone, map_by_order
@@ -27,7 +28,7 @@ REQUIRED = os.environ.get("SKETCHBENCH_REQUIRE_WEIGHTS", "") not in ("", "0")
 
 
 def _installed(name: str, backbone: str = "") -> WeightSource:
-    src = W.source(name)
+    src = P.source(name)
     if not src.available(backbone or src.backbones[0]):
         message = f"weight source {name!r} is not installed ({src.install_hint()})"
         if REQUIRED:
@@ -177,7 +178,7 @@ def test_unknown_or_unserving_source_fails_in_one_line():
 def test_a_corrupt_weight_file_is_refused(tmp_path, monkeypatch):
     """A fetched file that no longer has its pinned sha256 is refused in one line, and listed as corrupt."""
     monkeypatch.setenv(W.WEIGHTS_ENV, str(tmp_path))
-    src = W.source("torchvision-mobilenetv2")
+    src = P.source("torchvision-mobilenetv2")
     if src.installed_path() is not None:
         pytest.skip("the package itself is installed: its copy is the one used")
     dest = src.fetched_path()

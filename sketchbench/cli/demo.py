@@ -7,7 +7,6 @@ from pathlib import Path
 
 import click
 
-from sketchbench.cli.main import cli
 from sketchbench.cli.options import SEED, choose_preset, plugin_host, preset_options, runner_for
 
 EPILOG = """\b
@@ -20,7 +19,7 @@ Examples:
 """
 
 
-@cli.command(epilog=EPILOG)
+@click.command(epilog=EPILOG)
 @click.option("--results", "-r", "results_path", type=click.Path(path_type=Path), default=None,
               help="Serve this results file's models (restored from the cache, never trained). "
                    "Default: run the main job first (as 'sketchbench run'), reusing what is trained.")
@@ -107,3 +106,7 @@ def demo(results_path, methods, dataset, preset, overrides, seed, data_root, cac
         click.echo("stopped", err=True)
     finally:
         server.server_close()
+
+
+#: the commands this module adds to ``sketchbench`` (:mod:`sketchbench.cli.main`)
+COMMANDS = (demo,)

@@ -9,7 +9,6 @@ from pathlib import Path
 import click
 
 from sketchbench.base.errors import ExitCode, SketchbenchError
-from sketchbench.cli.main import cli
 
 EPILOG = """\b
 Examples:
@@ -20,7 +19,7 @@ Examples:
 """
 
 
-@cli.command(epilog=EPILOG)
+@click.command(epilog=EPILOG)
 @click.argument("results", type=click.Path(path_type=Path))
 @click.option("--method", "-m", default=None, help="The cell's method (needed when the file holds several).")
 @click.option("--canvas", "-c", default=None,
@@ -111,3 +110,7 @@ def _staged(folder: Path, write):
 def _publish(staging: Path, folder: Path) -> None:
     for path in sorted(staging.iterdir()):
         os.replace(path, folder / path.name)
+
+
+#: the commands this module adds to ``sketchbench`` (:mod:`sketchbench.cli.main`)
+COMMANDS = (export,)

@@ -10,11 +10,10 @@ from typing import Any
 import click
 
 from sketchbench.base.errors import SketchbenchError
-from sketchbench.cli.main import cli
 from sketchbench.cli.options import plugin_host
 
 
-@cli.command("list")
+@click.command("list")
 @click.argument("what", type=click.Choice(["methods", "datasets", "presets"]))
 @click.option("--format", "fmt", default="table", type=click.Choice(["table", "json"]), show_default=True)
 def list_cmd(what: str, fmt: str) -> None:
@@ -63,7 +62,7 @@ def list_cmd(what: str, fmt: str) -> None:
 
 
 
-@cli.command()
+@click.command()
 @click.option("--backbone", default=None, help="A timm model name, counted as features + global pool.")
 @click.option("--method", default=None, help="A registered method: its sketch branch is counted.")
 @click.option("--canvas", "-c", "canvases", multiple=True, required=True, help="Canvas size (repeat).")
@@ -98,7 +97,7 @@ def flops(backbone: str | None, method: str | None, canvases: tuple[str, ...], p
         raise SketchbenchError("--param sets a method's parameters: use it with --method NAME")
     sizes = [check_canvas(c) for c in canvases]
     if backbone is not None:
-        from sketchbench.method.training import create_backbone
+        from sketchbench.method.backbones import create_backbone
 
         module = create_backbone(backbone).eval()
         def example(c: int) -> torch.Tensor:
@@ -165,7 +164,7 @@ def _method_branch(method: str, given: dict[str, str]) -> tuple[Any, Any, str]:
 
 
 
-@cli.command()
+@click.command()
 @click.option("--format", "fmt", default="table", type=click.Choice(["table", "json"]), show_default=True)
 def plugins(fmt: str) -> None:
     """Show loaded plugins: where each comes from, its version and hooks.
@@ -188,7 +187,7 @@ def plugins(fmt: str) -> None:
 
 
 
-@cli.group()
+@click.group()
 def data() -> None:
     """Inspect datasets.
 
@@ -235,3 +234,7 @@ def data_info(dataset: str, data_root: Path | None, preset: str, fmt: str) -> No
             click.echo(f"    points/sketch {format_stats(e['points_per_sketch'])}; strokes/sketch {format_stats(e['strokes_per_sketch'])}")
     for k, v in ds.meta.items():
         click.echo(f"  {k}: {v}")
+
+
+#: the commands this module adds to ``sketchbench`` (:mod:`sketchbench.cli.main`)
+COMMANDS = (list_cmd, flops, plugins, data)

@@ -1,7 +1,8 @@
 """The ``sketchbench`` command group: one line on stderr and an exit code for every expected error.
 
-The commands live in their own modules (``run``, ``inspect``, ``results``, ...), imported at the
-end of this one so that they register on :data:`cli`.
+The commands live in their own modules (``run``, ``inspect``, ``results``, ...), each listing its
+``COMMANDS``; this module adds them to :data:`cli` itself (as tox registers its built-in commands),
+so that no command module imports the group back.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 import click
 
 from sketchbench.base.errors import ExitCode, SketchbenchError
+from sketchbench.cli import demo, export, inspect, results, retrieve, run, weights
 
 
 class SketchbenchGroup(click.Group):
@@ -53,6 +55,9 @@ def cli(verbose: bool) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s", stream=sys.stderr)
 
 
+for _module in (run, inspect, results, weights, export, retrieve, demo):
+    for _command in _module.COMMANDS:
+        cli.add_command(_command)
 
 
 def main() -> None:
@@ -67,8 +72,3 @@ def main() -> None:
         sys.exit(int(exc.exit_code))
     del host
     cli(prog_name="sketchbench")
-
-
-
-# the commands register themselves on ``cli`` when imported
-from sketchbench.cli import demo, export, inspect, results, retrieve, run, weights  # noqa: E402,F401

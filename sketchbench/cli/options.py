@@ -15,7 +15,7 @@ from sketchbench.base.errors import SketchbenchError
 
 def plugin_host() -> Any:
     """The process-wide plugin host (loaded on first use)."""
-    from sketchbench.host.plugins import get_host
+    from sketchbench.method.registries import get_host
 
     return get_host()
 
@@ -67,7 +67,7 @@ def choose_preset(name: str | None, device: str) -> str:
 
     if device != "cpu" and torch.cuda.is_available():
         return "paper"
-    from sketchbench.method.weights import sources
+    from sketchbench.method.pretrained import sources
 
     offline = [s for s in sources() if not s.online and any(s.available(b) for b in s.backbones if "*" not in b)]
     return "cpu-imagenet" if offline else "cpu"

@@ -8,10 +8,9 @@ from pathlib import Path
 import click
 
 from sketchbench.base.errors import ExitCode, SketchbenchError
-from sketchbench.cli.main import cli
 
 
-@cli.command()
+@click.command()
 @click.argument("results", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--format", "fmt", default="table", type=click.Choice(["table", "markdown", "csv", "json"]), show_default=True)
 @click.option("--analysis", "analyses", multiple=True, type=click.Choice(["resolution", "smallest-rank1"]),
@@ -39,7 +38,7 @@ def report(results: tuple[Path, ...], fmt: str, analyses: tuple[str, ...]) -> No
 
 
 
-@cli.command()
+@click.command()
 @click.argument("baseline", type=click.Path(path_type=Path))
 @click.argument("current", type=click.Path(path_type=Path))
 @click.option("--tolerance", type=float, default=None, help="Allowed accuracy drop in points (overrides the default).")
@@ -90,7 +89,7 @@ def compare(baseline: Path, current: Path, tolerance: float | None, sigma: float
 
 
 
-@cli.command()
+@click.command()
 @click.argument("results", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--out", "-o", type=click.Path(path_type=Path), required=True, help="The merged results file.")
 @click.option("--allow-partial", is_flag=True, help="Merge even when some shards of the grid are missing.")
@@ -118,7 +117,7 @@ def merge(results: tuple[Path, ...], out: Path, allow_partial: bool) -> None:
 
 
 
-@cli.command()
+@click.command()
 @click.argument("results", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--out", "-o", type=click.Path(path_type=Path), default=Path("plot"), show_default=True,
               help="Output prefix: writes PREFIX.png and PREFIX.svg.")
@@ -137,3 +136,5 @@ def plot(results: tuple[Path, ...], out: Path, metric: str) -> None:
         click.echo(str(path))
 
 
+#: the commands this module adds to ``sketchbench`` (:mod:`sketchbench.cli.main`)
+COMMANDS = (report, compare, merge, plot)

@@ -10,7 +10,6 @@ from typing import Any
 import click
 
 from sketchbench.base.errors import SketchbenchError
-from sketchbench.cli.main import cli
 
 EPILOG = """\b
 Examples:
@@ -56,7 +55,7 @@ def describe_model(model: Any, results: Path) -> str:
     return f"{cell['method']}{teacher} on {cell['dataset']}, {where}, seed {cell.get('seed', 0)} ({results})"
 
 
-@cli.command(epilog=EPILOG)
+@click.command(epilog=EPILOG)
 @click.argument("queries", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--results", "-r", "results_path", required=True, type=click.Path(path_type=Path),
               help="The results file whose cell's trained model is used (it is restored from the cache, never trained).")
@@ -113,3 +112,7 @@ def retrieve(queries, results_path, method, canvas, seed, dataset, data_root, ca
         click.echo(f"\nquery {a.query}: canvas {a.canvas}x{a.canvas} ({how}), {cost}")
         rows = [(r + 1, retriever.gallery.ids[i], f"{d:.4f}") for r, (i, d) in enumerate(a.top(top))]
         click.echo(tabulate(rows, headers=["rank", "photo", "distance"], tablefmt="simple"))
+
+
+#: the commands this module adds to ``sketchbench`` (:mod:`sketchbench.cli.main`)
+COMMANDS = (retrieve,)

@@ -8,7 +8,6 @@ from pathlib import Path
 import click
 
 from sketchbench.base.errors import SketchbenchError
-from sketchbench.cli.main import cli
 from sketchbench.cli.options import (
     SEED,
     canvas_option,
@@ -41,7 +40,7 @@ Examples:
 
 
 
-@cli.command(epilog=EPILOG_RUN)
+@click.command(epilog=EPILOG_RUN)
 @click.option("--method", "-m", "methods", multiple=True, required=True, help="Method name (repeat, or 'all').")
 @click.option("--dataset", "-d", "datasets", multiple=True, help="Dataset name (repeat, or 'all'); see 'sketchbench list datasets'.")
 @click.option("--teacher", "-t", default=None, help="Teacher for student methods (default: the method's own).")
@@ -115,7 +114,7 @@ def run(methods, datasets, teacher, canvases, preset, overrides, seeds, params, 
     sys.exit(int(code))
 
 
-@cli.command()
+@click.command()
 @click.argument("name", required=False)
 @preset_options
 @click.option("--dataset", "-d", "datasets", multiple=True, help="Datasets (default: the benchmark's).")
@@ -177,3 +176,7 @@ def bench(name, preset, overrides, datasets, seeds, params, device, data_root, c
     click.echo(path.with_suffix(".md").read_text())
     click.echo(f"results: {path} (+ .md, .png, .svg)", err=True)
     sys.exit(int(code))
+
+
+#: the commands this module adds to ``sketchbench`` (:mod:`sketchbench.cli.main`)
+COMMANDS = (run, bench)

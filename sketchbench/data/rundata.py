@@ -15,12 +15,12 @@ from tqdm.auto import tqdm
 
 from sketchbench.base.artifacts import ArtifactCache, stable_hash
 from sketchbench.base.errors import DataError
+from sketchbench.base.preset import Preset
 from sketchbench.base.progress import hidden
 from sketchbench.data.dataset import FGSBIRDataset, SketchItem, Split
 from sketchbench.data.render import render_item
 from sketchbench.data.sketch import BadSketch, Sketch
 from sketchbench.data.vectorise import vectorise
-from sketchbench.run.presets import Preset
 
 #: bump when the renderer's output changes, to invalidate cached canvases
 RENDER_VERSION = "2"

@@ -1,4 +1,6 @@
-"""Loading plugins: the built-in ones from a list, third-party ones from entry points.
+"""Loading plugins: the built-in ones from a list, third-party ones from entry points, into the
+registries the host is handed (it knows no interface: :mod:`sketchbench.method.registries` builds the
+process-wide host with its typed, checked registries).
 
 Each third-party plugin is loaded on its own: one that fails to import (or whose hook raises)
 costs one warning line on stderr naming it, and everything else still loads. Environment:
@@ -17,7 +19,7 @@ import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import pluggy
 
@@ -59,15 +61,21 @@ def _strict() -> bool:
     return os.environ.get("SKETCHBENCH_STRICT_PLUGINS", "") not in ("", "0", "false", "no")
 
 
-class PluginHost:
-    """Owns the pluggy manager and the method/dataset registries filled from it."""
+M = TypeVar("M")
+D = TypeVar("D")
+W = TypeVar("W")
 
-    def __init__(self) -> None:
+
+class PluginHost(Generic[M, D, W]):
+    """Owns the pluggy manager and fills the registries it is handed: methods (hook
+    ``register_methods``), datasets (``register_datasets``) and weight sources (``register_weights``)."""
+
+    def __init__(self, methods: Registry[M], datasets: Registry[D], weights: Registry[W]) -> None:
         self.pm = pluggy.PluginManager("sketchbench")
         self.pm.add_hookspecs(hookspecs)
-        self.methods: Registry[Any] = Registry("method", check=check_method, reserved=("all",))
-        self.datasets: Registry[Any] = Registry("dataset", reserved=("all",))
-        self.weights: Registry[Any] = Registry("weight source", reserved=("auto", "none"))
+        self.methods = methods
+        self.datasets = datasets
+        self.weights = weights
         self.plugins: dict[str, PluginInfo] = {}
         self._registered = False
 
@@ -230,35 +238,6 @@ def _describe(exc: Exception) -> str:
     return str(exc) if isinstance(exc, PluginError) else f"{type(exc).__name__}: {exc}"
 
 
-#: the listing metadata a method's registration may give, and the class attribute each must equal
-METHOD_INFO = ("kind", "needs_teacher", "default_teacher", "dynamic", "upstream", "description")
-
-
-def check_method(entry: Any, cls: Any) -> None:
-    """A method's class, when it loads: a concrete ``Method`` subclass whose class attributes agree
-    with what its registration told ``sketchbench list`` (metadata is declared once, on the class;
-    a registration that repeats it for lazy listing must say the same)."""
-    import inspect
-
-    from sketchbench.method.interface import Method
-
-    where = f"method {entry.name!r} (from {entry.origin})"
-    if not (isinstance(cls, type) and issubclass(cls, Method)):
-        raise PluginError(f"{where} is {cls!r}, not a subclass of sketchbench.Method")
-    if inspect.isabstract(cls):
-        missing = ", ".join(sorted(cls.__abstractmethods__))
-        raise PluginError(f"{where}: {cls.__name__} does not implement {missing}")
-    for key in METHOD_INFO:
-        if key == "description" and not getattr(cls, key, ""):
-            continue  # a class without a description takes the registration's
-        if key in entry.info and getattr(cls, key, None) != entry.info[key]:
-            raise PluginError(f"{where}: its registration says {key}={entry.info[key]!r} but {cls.__name__}.{key} is "
-                              f"{getattr(cls, key, None)!r}: declare it once, on the class")
-    for key in METHOD_INFO:  # fill in what the registration left out (listing then shows the class's)
-        if getattr(cls, key, None) not in (None, ""):
-            entry.info.setdefault(key, getattr(cls, key))
-
-
 class _Clash(PluginError):
     """A plugin registered a name another plugin has."""
 
@@ -299,27 +278,6 @@ def _distribution(ep: md.EntryPoint) -> tuple[str | None, str | None]:
 
 
 def _version() -> str:
-    from sketchbench import __version__
+    from sketchbench.base.version import __version__
 
     return __version__
-
-
-_host: PluginHost | None = None
-
-
-def get_host() -> PluginHost:
-    """The process-wide plugin host, loaded on first use."""
-    global _host
-    if _host is None:
-        host = PluginHost()
-        host.load_builtins()
-        host.load_entry_points()
-        host.register_all()
-        _host = host
-    return _host
-
-
-def reset_host() -> None:
-    """Forget loaded plugins (tests; a changed environment)."""
-    global _host
-    _host = None

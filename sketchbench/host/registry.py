@@ -1,8 +1,10 @@
-"""Named registries of methods and datasets, filled by plugins through registration hooks.
+"""Named, typed registries (lm-eval's ``Registry(name, base_cls=...)``): methods, datasets and
+weight sources, filled by plugins through registration hooks.
 
 An entry may be the class itself or a lazy ``"module:attr"`` string, so that listing what is
 available never imports a method's heavy modules (torch models, timm). The metadata needed for
-listing (kind, description, ...) is passed at registration time.
+listing (kind, description, ...) is passed at registration time. What an entry must be is checked
+when it loads: a subclass of the registry's ``base_cls``, then the registry's own ``check``.
 """
 
 from __future__ import annotations
@@ -55,17 +57,28 @@ class Entry(Generic[T]):
 
 
 class Registry(Generic[T]):
-    """A name → :class:`Entry` map that refuses duplicates and suggests names for typos."""
+    """A name → :class:`Entry` map that refuses duplicates and suggests names for typos. Each
+    target must be a class deriving from ``base_cls`` (when given); ``check`` then checks more
+    (e.g. a method's registration info against its class)."""
 
-    def __init__(self, kind: str, check: Callable[[Entry[Any], Any], None] | None = None,
-                 reserved: tuple[str, ...] = ()) -> None:
+    def __init__(self, kind: str, base_cls: type | None = None,
+                 check: Callable[[Entry[Any], Any], None] | None = None, reserved: tuple[str, ...] = ()) -> None:
         self.kind = kind
+        self.base_cls = base_cls
+        self._check = check
         #: words of the command line that can never name an entry (``all``; ``auto``/``none`` for weights)
         self.reserved = reserved
-        #: checks a target when it loads (e.g. a method's registration info against its class)
-        self.check = check
         self._entries: dict[str, Entry[T]] = {}
         self._aliases: dict[str, str] = {}
+
+    def check(self, entry: Entry[Any], obj: Any) -> None:
+        """Refuse a loaded target that is not what this registry holds, with one line naming it."""
+        base = self.base_cls
+        if base is not None and not (isinstance(obj, type) and issubclass(obj, base)):
+            raise PluginError(f"{self.kind} {entry.name!r} (from {entry.origin}) is {obj!r}, "
+                              f"not a subclass of sketchbench.{base.__name__}")
+        if self._check is not None:
+            self._check(entry, obj)
 
     def add(
         self,
@@ -85,7 +98,7 @@ class Registry(Generic[T]):
                     f"{self.kind} {key!r} is registered twice: by {clash.origin} and by {origin}"
                 )
         entry = Entry(name=name, target=target, origin=origin, info=dict(info), aliases=aliases, check=self.check)
-        if self.check is not None and not isinstance(target, str):
+        if not isinstance(target, str):
             self.check(entry, target)
         self._entries[name] = entry
         for alias in aliases:

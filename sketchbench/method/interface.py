@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 import torch
 from torch import nn
 
+from sketchbench.base.preset import Preset
 from sketchbench.method.params import Param
 
 if TYPE_CHECKING:
     from sketchbench.data.dataset import SketchItem
     from sketchbench.data.rundata import RunData
-    from sketchbench.run.presets import Preset
 
 Kind = Literal["teacher", "student", "baseline"]
 
@@ -161,7 +161,7 @@ class Method(ABC):
 
     def prepare_sketch(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 sketches → the float input of :meth:`sketch_branch` (used for latency)."""
-        from sketchbench.method.training import to_input
+        from sketchbench.method.inputs import to_input
 
         return to_input(images, channels=self.sketch_input(8).shape[1], device=self.device)
 

@@ -76,7 +76,7 @@ def environment(device: str) -> dict[str, Any]:
 
 
 def new_results(config: dict[str, Any], config_hash: str, device: str) -> dict[str, Any]:
-    from sketchbench import __version__
+    from sketchbench.base.version import __version__
 
     return {
         "schema": SCHEMA,

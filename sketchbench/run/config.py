@@ -17,8 +17,8 @@ from typing import Any
 import torch
 
 from sketchbench.base.errors import SketchbenchError
+from sketchbench.base.preset import Preset
 from sketchbench.method.weights import file_sha256
-from sketchbench.run.presets import Preset
 
 
 @dataclass

@@ -270,7 +270,7 @@ def export_trained(model: TrainedModel, out_dir: Path, *, tolerance: float = TOL
     plain = all(torch.equal(queries[c], data.sketches("test", c)) for c in enc_canvases)
     import onnxruntime
 
-    from sketchbench import __version__
+    from sketchbench.base.version import __version__
 
     steps = []
     if sel is not None:

@@ -19,9 +19,9 @@ from tqdm.auto import tqdm
 from sketchbench.base.artifacts import ArtifactCache
 from sketchbench.base.errors import ExitCode, SketchbenchError
 from sketchbench.base.progress import hidden
-from sketchbench.host.plugins import PluginHost, get_host
 from sketchbench.measure.evaluate import evaluate
 from sketchbench.method.distributed import init_from_env, is_main
+from sketchbench.method.registries import Host, get_host
 from sketchbench.results.cells import Cell as ResultCell
 from sketchbench.run.config import RunConfig, resolve_device
 from sketchbench.run.hooks import RunHook, SaveWeights
@@ -37,7 +37,7 @@ class Runner:
     """One run: its :class:`Plan`, the :class:`Identity` of its cells and models, its :class:`Models`,
     and the loop that evaluates every cell not finished yet."""
 
-    def __init__(self, config: RunConfig, host: PluginHost | None = None, hooks: Sequence[RunHook] = ()) -> None:
+    def __init__(self, config: RunConfig, host: Host | None = None, hooks: Sequence[RunHook] = ()) -> None:
         self.config = config
         self.device = resolve_device(config.device)
         init_from_env(self.device)  # under torchrun: join the process group

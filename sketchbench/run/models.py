@@ -20,9 +20,9 @@ from sketchbench.base.artifacts import ArtifactCache
 from sketchbench.base.errors import SketchbenchError
 from sketchbench.data.dataset import DatasetOptions, DatasetSource
 from sketchbench.data.rundata import RunData
-from sketchbench.host.plugins import PluginHost, get_host
 from sketchbench.method.distributed import barrier, is_main
 from sketchbench.method.interface import Method, MethodContext
+from sketchbench.method.registries import Host, get_host
 from sketchbench.method.training import seed_everything
 from sketchbench.run.config import RunConfig, resolve_device
 from sketchbench.run.hooks import ReadyModel, RunHook
@@ -48,7 +48,7 @@ class Models:
         self._data: dict[tuple[str, int], RunData] = {}
 
     @classmethod
-    def for_config(cls, config: RunConfig, host: PluginHost | None = None) -> Models:
+    def for_config(cls, config: RunConfig, host: Host | None = None) -> Models:
         """The models of ``config`` on their own (no grid loop): what export, retrieve and the demo use."""
         plan = Plan(config, host or get_host())
         return cls(plan, Identity(plan), ArtifactCache(config.cache_dir), resolve_device(config.device))

@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from sketchbench.base.errors import SketchbenchError
-from sketchbench.host.plugins import PluginHost
 from sketchbench.method.interface import Method
 from sketchbench.method.params import identity_params, resolve_params
+from sketchbench.method.pretrained import identity as weights_identity
+from sketchbench.method.registries import Host
 from sketchbench.method.weights import AUTO, NONE
-from sketchbench.method.weights import identity as weights_identity
 from sketchbench.run.config import RunConfig, file_digest, split_specs
 
 
@@ -34,7 +34,7 @@ class GridCell:
 class Plan:
     """The run's method graph, parameters, initial weights and cells; validated when built."""
 
-    def __init__(self, config: RunConfig, host: PluginHost) -> None:
+    def __init__(self, config: RunConfig, host: Host) -> None:
         self.config = config
         self.host = host
         self.preset = config.preset
