@@ -205,9 +205,29 @@ def vectorise(
     if not ink.any():
         raise BadSketch("raster has no ink")
     side = max(img.shape)
+    ink, origin = _ink_box(ink)
+    paths, ends, pw = _trace(thin(ink))
+    if not paths:
+        raise BadSketch("raster has no strokes to trace")
+    xys = [_path_xy(p, pw, origin) for p in paths]
+    min_px = max(2.0, min_length * side)
+    xys, ends = _drop_spurs(xys, ends, min_px)
+    strokes = _chain(xys, _links(xys, ends, join_angle))
+    # 6. fragments, order, simplification
+    strokes = [s for s in strokes if _length(s) >= min_px]
+    if not strokes:
+        raise BadSketch("raster has no strokes longer than the fragment threshold")
+    strokes = [s[_rdp_mask(s, epsilon)] for s in strokes]
+    strokes.sort(key=_length, reverse=True)
+    return Sketch.from_strokes(strokes)
+
+
+def _ink_box(ink: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
+    """1. The drawing's box of ``ink`` (less to thin) with pin-holes of at most 4 px inside strokes
+    filled, and the box's (row, column) in the raster."""
     rows = np.flatnonzero(ink.any(axis=1))
     cols = np.flatnonzero(ink.any(axis=0))
-    ink = ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]  # the drawing's box: less to thin
+    ink = ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
     holes, n_holes = ndimage.label(~ink)
     if n_holes:
         sizes = np.bincount(holes.ravel())
@@ -216,35 +236,36 @@ def vectorise(
         small[0] = False
         small[border] = False
         ink |= small[holes]
-    skel = thin(ink)
-    paths, ends, pw = _trace(skel)
-    if not paths:
-        raise BadSketch("raster has no strokes to trace")
-    # padded flat index -> (x, y) in raster pixels (pixel centres)
-    xys = []
-    for p in paths:
-        idx = np.asarray(p)
-        r, c = np.divmod(idx, pw)
-        xys.append(np.stack([c - 1 + cols[0] + 0.5, r - 1 + rows[0] + 0.5], axis=1).astype(np.float64))
-    lengths = [_length(xy) for xy in xys]
-    min_px = max(2.0, min_length * side)
+    return ink, (int(rows[0]), int(cols[0]))
 
-    # 4. spurs: short paths with a free end point; fragments: short paths with no junction
+
+def _path_xy(path: list[int], pw: int, origin: tuple[int, int]) -> np.ndarray:
+    """A traced path (flat indices into the padded box) → (x, y) in raster pixels (pixel centres)."""
+    r, c = np.divmod(np.asarray(path), pw)
+    return np.stack([c - 1 + origin[1] + 0.5, r - 1 + origin[0] + 0.5], axis=1).astype(np.float64)
+
+
+def _drop_spurs(xys: list[np.ndarray], ends: list[tuple[object, object]],
+                min_px: float) -> tuple[list[np.ndarray], list[tuple[object, object]]]:
+    """4. Spurs (short paths with a free end point) and fragments (short paths with no junction) dropped."""
     keep = []
     for i, (a, b) in enumerate(ends):
-        free = (a is None or a[0] == "e") or (b is None or b[0] == "e")
-        if not (free and lengths[i] < min_px):
+        free = (a is None or a[0] == "e") or (b is None or b[0] == "e")  # type: ignore[index]
+        if not (free and _length(xys[i]) < min_px):
             keep.append(i)
-    xys = [xys[i] for i in keep]
-    ends = [ends[i] for i in keep]
-    if not xys:
+    if not keep:
         raise BadSketch("raster has no strokes longer than the fragment threshold")
+    return [xys[i] for i in keep], [ends[i] for i in keep]
 
-    # 5. joins at shared nodes
+
+def _links(xys: list[np.ndarray], ends: list[tuple[object, object]],
+           join_angle: float) -> dict[tuple[int, int], tuple[int, int]]:
+    """5. Which path end continues which, at shared junctions: the two ends where exactly two
+    meet, else the pairs that continue each other best (within ``join_angle`` of straight)."""
     at_node: dict[object, list[tuple[int, int]]] = {}
     for i, pair in enumerate(ends):
         for e, k in enumerate(pair):
-            if k is not None and k[0] == "j":
+            if k is not None and k[0] == "j":  # type: ignore[index]
                 at_node.setdefault(k, []).append((i, e))
     links: dict[tuple[int, int], tuple[int, int]] = {}
     cos_limit = -float(np.cos(np.radians(join_angle)))
@@ -267,7 +288,11 @@ def vectorise(
                 continue
             links[m] = n
             links[n] = m
+    return links
 
+
+def _chain(xys: list[np.ndarray], links: dict[tuple[int, int], tuple[int, int]]) -> list[np.ndarray]:
+    """Paths joined into strokes along ``links``: open chains from their free end, then closed ones."""
     used = [False] * len(xys)
 
     def walk(i: int, entry: int) -> np.ndarray:
@@ -288,11 +313,4 @@ def vectorise(
     for i in range(len(xys)):  # closed chains
         if not used[i]:
             strokes.append(walk(i, 0))
-
-    # 6. fragments, order, simplification
-    strokes = [s for s in strokes if _length(s) >= min_px]
-    if not strokes:
-        raise BadSketch("raster has no strokes longer than the fragment threshold")
-    strokes = [s[_rdp_mask(s, epsilon)] for s in strokes]
-    strokes.sort(key=_length, reverse=True)
-    return Sketch.from_strokes(strokes)
+    return strokes

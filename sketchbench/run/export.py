@@ -19,13 +19,16 @@ from __future__ import annotations
 import datetime as _dt
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from sketchbench.base.canvas import is_dynamic
 from sketchbench.base.errors import ExitCode, SketchbenchError
+from sketchbench.data.rundata import RunData
 from sketchbench.measure.metrics import ranks, retrieval_metrics
 from sketchbench.measure.onnx import (
     OPSET,
@@ -38,6 +41,7 @@ from sketchbench.measure.onnx import (
     require_onnxruntime,
     selector_input,
 )
+from sketchbench.method.interface import Method
 from sketchbench.method.training import embed_in_batches
 from sketchbench.run.trained import TrainedModel
 
@@ -100,6 +104,19 @@ def _only_batch_axes(axes: dict[str, dict[int, str]] | None) -> dict[str, dict[i
     return {k: {a: lab for a, lab in v.items() if a == 0} for k, v in (axes or {}).items()}
 
 
+@dataclass
+class _References:
+    """What PyTorch computes for the test split: the yardstick every exported graph is checked against."""
+
+    queries: dict[int, torch.Tensor]  # uint8 test queries at each encoder canvas
+    sketches: dict[int, torch.Tensor]  # their embeddings
+    photos: torch.Tensor  # uint8 test photos
+    photo_emb: torch.Tensor
+    own: int  # the canvas whose ranks the cell reports (a fixed-canvas cell)
+    chosen: list[int] | None  # a dynamic method's canvas per query
+    ranks: torch.Tensor  # with the method's own distance
+
+
 def export_trained(model: TrainedModel, out_dir: Path, *, tolerance: float = TOLERANCE,
                    canvases: Sequence[int] | None = None, results_path: Path | None = None,
                    threads: int = 0) -> dict[str, Any]:
@@ -111,8 +128,8 @@ def export_trained(model: TrainedModel, out_dir: Path, *, tolerance: float = TOL
     require_onnx("sketchbench export")
     require_onnxruntime("sketchbench export")
     method, data, cell = model.method.eval(), model.data, model.cell
-    name, preset = cell["method"], data.preset
-    dynamic = cell["canvas"] == "dynamic"
+    name, preset = cell["method"], method.ctx.preset
+    dynamic = is_dynamic(cell["canvas"])
     if canvases is None:
         canvases = list(preset.canvases) if (dynamic or method.multi_canvas) else [int(cell["canvas"])]
     graphs = _graphs(method, canvases, preset.photo_size, name)
@@ -128,15 +145,63 @@ def export_trained(model: TrainedModel, out_dir: Path, *, tolerance: float = TOL
     enc_canvases = sorted({int(c) for c in sk.get("canvases", canvases)})
     threads = threads or torch.get_num_threads()
     bs = preset.eval_batch_size
-    targets = data.pairs("test")
-    items = data.items("test")
-    n = len(targets)
+    ref = _references(method, data, cell, enc_canvases, bs)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    diffs: dict[str, float] = {}
+    manifest_graphs: dict[str, Any] = {}
+    s_onnx = _export_sketch_encoder(sk_key, sk, ref, out_dir, name, tolerance, threads, bs, diffs, manifest_graphs)
+    p_onnx = _export_photo_encoder(ph_key, ph, ref, out_dir, name, threads, bs, diffs, manifest_graphs)
+    # the gallery a deployed query ranks (sketchbench_query): the test photos as photo_encoder.onnx embeds them
+    np.save(out_dir / GALLERY_FILE, np.ascontiguousarray(p_onnx.flatten(1).numpy(), dtype=np.float32), allow_pickle=False)
+    gallery = {"file": GALLERY_FILE, "photo_ids": [str(i) for i in data.split("test").photo_ids],
+               "what": "float32 (P, D): the cell's test photos embedded by the photo encoder (ONNX), row i = photo_ids[i]"}
+    choices_onnx = None
+    if sel is not None:
+        choices_onnx = _export_selector(sel_key, sel, data.items("test"), out_dir, name, threads, diffs, manifest_graphs)
+    rank_checks, own_ranks = _rank_checks(method, ref, s_onnx, p_onnx, choices_onnx, data.pairs("test"))
+    worst = max(diffs.values()) if diffs else 0.0
+    checks = {
+        "embeddings_within_tolerance": all(v <= tolerance for v in diffs.values()),
+        "ranks_identical": all(rank_checks.values()),
+        **({"selector_choices_identical": choices_onnx == ref.chosen} if dynamic else {}),
+    }
+    cell_ranks = cell.get("query_ranks")
+    check = {
+        "tolerance_max_abs": tolerance,
+        "passed": all(checks.values()),
+        **checks,
+        "max_abs_diff": diffs,
+        "worst_max_abs_diff": worst,
+        "ranks_identical_per_canvas": rank_checks,
+        "queries": len(ref.ranks),
+        "photos": int(ref.photos.shape[0]),
+        "onnx_metrics": {k: v for k, v in retrieval_metrics(own_ranks).items() if k in ("acc1", "acc10", "mean_rank")},
+        # informational: PyTorch now against the run that made the cell (another device or version may differ)
+        "matches_results_cell": (cell_ranks == [int(x) for x in own_ranks.tolist()]) if cell_ranks else None,
+        "threads": threads,
+    }
+    plain = all(torch.equal(ref.queries[c], data.sketches("test", c)) for c in enc_canvases)
+    manifest = _manifest(method, cell, results_path, manifest_graphs, (sk_key, ph_key, sel_key), enc_canvases,
+                         preset.photo_size, plain, check, gallery)
+    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=1, allow_nan=False, default=str) + "\n")
+    if not check["passed"]:
+        failed = [k for k, v in checks.items() if not v]
+        raise SketchbenchError(
+            f"export self-check failed ({', '.join(failed)}; worst max abs diff {worst:.3g}, tolerance {tolerance:g}): "
+            f"see {out_dir / 'manifest.json'}", exit_code=ExitCode.FAILED)
+    return manifest
 
-    # PyTorch: the references
+
+def _references(method: Method, data: RunData, cell: dict[str, Any], enc_canvases: list[int], bs: int) -> _References:
+    """PyTorch's embeddings and ranks of the test split (refusing a distance that is not Euclidean:
+    the exported pipeline ranks by Euclidean distance alone)."""
+    name, targets = cell["method"], data.pairs("test")
+    n = len(targets)
     photos = data.photos("test")
     p_torch = embed_in_batches(method.encode_photo, photos, bs)
     queries = {c: method.sketches_at(data, "test", c, range(n)) for c in enc_canvases}
     s_torch = {c: embed_in_batches(method.encode_sketch, queries[c], bs) for c in enc_canvases}
+    dynamic = is_dynamic(cell["canvas"])
     own = int(cell["canvas"]) if not dynamic and int(cell["canvas"]) in enc_canvases else enc_canvases[-1]
     chosen: list[int] | None = None
     if dynamic:
@@ -154,133 +219,128 @@ def export_trained(model: TrainedModel, out_dir: Path, *, tolerance: float = TOL
     if not gap <= 1e-4 * max(1.0, float(d_euclid.abs().max())):
         raise SketchbenchError(f"{name}: its distance is not the Euclidean distance of its embeddings (they differ by up "
                                f"to {gap:.3g}): sketchbench export covers Euclidean methods only")
-    r_torch = ranks(d_method, targets)
+    return _References(queries, s_torch, photos, p_torch, own, chosen, ranks(d_method, targets))
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    diffs: dict[str, float] = {}
-    manifest_graphs: dict[str, Any] = {}
 
-    # the sketch encoder: one graph with a dynamic canvas size if it holds at every canvas, else one per canvas
+def _export_sketch_encoder(key: str, graph: dict[str, Any], ref: _References, out_dir: Path, name: str,
+                           tolerance: float, threads: int, bs: int, diffs: dict[str, float],
+                           manifest_graphs: dict[str, Any]) -> dict[int, torch.Tensor]:
+    """The sketch encoder: one graph with a dynamic canvas size if it holds at every canvas, else one
+    per canvas. Returns its onnxruntime embeddings per canvas."""
+    enc_canvases = sorted(ref.queries)
     s_onnx: dict[int, torch.Tensor] = {}
     files: dict[str, str] = {}
     dynamic_spatial = False
+    io: dict[str, Any] = {}
     try:
-        path = out_dir / f"{sk_key}.onnx"
-        export_onnx(sk["module"], sk["inputs"], path, input_names=sk["input_names"], output_names=sk["output_names"],
-                    dynamic_axes=sk.get("dynamic_axes"), what=f"{name}'s {sk_key}")
+        path = out_dir / f"{key}.onnx"
+        export_onnx(graph["module"], graph["inputs"], path, input_names=graph["input_names"],
+                    output_names=graph["output_names"], dynamic_axes=graph.get("dynamic_axes"), what=f"{name}'s {key}")
         session = ort_session(path, threads)
-        trial = {c: _run(session, queries[c], bs) for c in enc_canvases}
-        if all(_max_diff(trial[c], s_torch[c]) <= tolerance for c in enc_canvases):
+        trial = {c: _run(session, ref.queries[c], bs) for c in enc_canvases}
+        if all(_max_diff(trial[c], ref.sketches[c]) <= tolerance for c in enc_canvases):
             s_onnx, dynamic_spatial = trial, True
             files = {str(c): path.name for c in enc_canvases}
             io = _io(session)
         else:
             path.unlink()
     except Exception:  # not exportable or not runnable with a dynamic size: one graph per canvas below
-        (out_dir / f"{sk_key}.onnx").unlink(missing_ok=True)
+        (out_dir / f"{key}.onnx").unlink(missing_ok=True)
     if not dynamic_spatial:
         for c in enc_canvases:
-            path = out_dir / f"{sk_key}_{c}.onnx"
-            export_onnx(sk["module"], (queries[c][:1],), path, input_names=sk["input_names"],
-                        output_names=sk["output_names"], dynamic_axes=_only_batch_axes(sk.get("dynamic_axes")),
-                        what=f"{name}'s {sk_key} at canvas {c}")
+            path = out_dir / f"{key}_{c}.onnx"
+            export_onnx(graph["module"], (ref.queries[c][:1],), path, input_names=graph["input_names"],
+                        output_names=graph["output_names"], dynamic_axes=_only_batch_axes(graph.get("dynamic_axes")),
+                        what=f"{name}'s {key} at canvas {c}")
             session = ort_session(path, threads)
-            s_onnx[c] = _run(session, queries[c], bs)
+            s_onnx[c] = _run(session, ref.queries[c], bs)
             files[str(c)] = path.name
             io = _io(session)
     for c in enc_canvases:
-        diffs[f"{sk_key}@{c}"] = _max_diff(s_onnx[c], s_torch[c])
-    manifest_graphs[sk_key] = {"role": "sketch_encoder", "files": files, "dynamic_spatial": dynamic_spatial,
-                               "canvases": enc_canvases, **io, **sk.get("about", {})}
+        diffs[f"{key}@{c}"] = _max_diff(s_onnx[c], ref.sketches[c])
+    manifest_graphs[key] = {"role": "sketch_encoder", "files": files, "dynamic_spatial": dynamic_spatial,
+                            "canvases": enc_canvases, **io, **graph.get("about", {})}
+    return s_onnx
 
-    # the photo encoder
-    path = out_dir / f"{ph_key}.onnx"
-    export_onnx(ph["module"], ph["inputs"], path, input_names=ph["input_names"], output_names=ph["output_names"],
-                dynamic_axes=ph.get("dynamic_axes"), what=f"{name}'s {ph_key}")
+
+def _export_photo_encoder(key: str, graph: dict[str, Any], ref: _References, out_dir: Path, name: str, threads: int,
+                          bs: int, diffs: dict[str, float], manifest_graphs: dict[str, Any]) -> torch.Tensor:
+    """The photo encoder's graph; returns its onnxruntime embeddings of the test photos."""
+    path = out_dir / f"{key}.onnx"
+    export_onnx(graph["module"], graph["inputs"], path, input_names=graph["input_names"],
+                output_names=graph["output_names"], dynamic_axes=graph.get("dynamic_axes"), what=f"{name}'s {key}")
     session = ort_session(path, threads)
-    p_onnx = _run(session, photos, bs)
-    diffs[ph_key] = _max_diff(p_onnx, p_torch)
-    manifest_graphs[ph_key] = {"role": "photo_encoder", "file": path.name, **_io(session), **ph.get("about", {})}
-    # the gallery a deployed query ranks (sketchbench_query): the test photos as photo_encoder.onnx embeds them
-    np.save(out_dir / GALLERY_FILE, np.ascontiguousarray(p_onnx.flatten(1).numpy(), dtype=np.float32), allow_pickle=False)
-    gallery = {"file": GALLERY_FILE, "photo_ids": [str(i) for i in data.split("test").photo_ids],
-               "what": "float32 (P, D): the cell's test photos embedded by the photo encoder (ONNX), row i = photo_ids[i]"}
+    p_onnx = _run(session, ref.photos, bs)
+    diffs[key] = _max_diff(p_onnx, ref.photo_emb)
+    manifest_graphs[key] = {"role": "photo_encoder", "file": path.name, **_io(session), **graph.get("about", {})}
+    return p_onnx
 
-    # the selector: its input made from each test sketch by the recipe alone, as a deployment would
-    choices_onnx: list[int] | None = None
-    if sel is not None:
-        about = sel["about"]
-        path = out_dir / f"{sel_key}.onnx"
-        export_onnx(sel["module"], sel["inputs"], path, input_names=sel["input_names"],
-                    output_names=sel["output_names"], dynamic_axes=sel.get("dynamic_axes"), what=f"{name}'s {sel_key}")
-        session = ort_session(path, threads)
-        feed = session.get_inputs()[0].name
-        cs = [int(c) for c in about["canvas_set"]]
-        worst, choices_onnx = 0.0, []
-        module = sel["module"].eval()
-        for item in items:
-            x = selector_input(item.vector, item.raster, about["input"])
-            logits = session.run(None, {feed: x})[0]
-            with torch.inference_mode():
-                ref = module(torch.from_numpy(x)).float()
-            worst = max(worst, _max_diff(torch.from_numpy(logits), ref))
-            choices_onnx.append(cs[int(np.argmax(logits[0]))])
-        diffs[f"{sel_key} (logits)"] = worst
-        manifest_graphs[sel_key] = {"role": "selector", "file": path.name, **_io(session), **about}
 
-    # ranks from the ONNX outputs alone, Euclidean
-    rank_checks: dict[str, bool] = {}
-    if dynamic:
-        assert choices_onnx is not None and chosen is not None
+def _export_selector(key: str, graph: dict[str, Any], items: Sequence[Any], out_dir: Path, name: str, threads: int,
+                     diffs: dict[str, float], manifest_graphs: dict[str, Any]) -> list[int]:
+    """The selector's graph, its input made from each test sketch by the recipe alone, as a
+    deployment would; returns the canvas it chooses for each."""
+    about = graph["about"]
+    path = out_dir / f"{key}.onnx"
+    export_onnx(graph["module"], graph["inputs"], path, input_names=graph["input_names"],
+                output_names=graph["output_names"], dynamic_axes=graph.get("dynamic_axes"), what=f"{name}'s {key}")
+    session = ort_session(path, threads)
+    feed = session.get_inputs()[0].name
+    cs = [int(c) for c in about["canvas_set"]]
+    worst, choices = 0.0, []
+    module = graph["module"].eval()
+    for item in items:
+        x = selector_input(item.vector, item.raster, about["input"])
+        logits = session.run(None, {feed: x})[0]
+        with torch.inference_mode():
+            ref = module(torch.from_numpy(x)).float()
+        worst = max(worst, _max_diff(torch.from_numpy(logits), ref))
+        choices.append(cs[int(np.argmax(logits[0]))])
+    diffs[f"{key} (logits)"] = worst
+    manifest_graphs[key] = {"role": "selector", "file": path.name, **_io(session), **about}
+    return choices
+
+
+def _rank_checks(method: Method, ref: _References, s_onnx: dict[int, torch.Tensor], p_onnx: torch.Tensor,
+                 choices_onnx: list[int] | None, targets: torch.Tensor) -> tuple[dict[str, bool], torch.Tensor]:
+    """Ranks from the ONNX outputs alone (Euclidean) against PyTorch's, per canvas (or for the
+    dynamic choice); and the ranks of the cell's own canvas."""
+    if ref.chosen is not None:
+        assert choices_onnx is not None
         s_dyn = torch.stack([s_onnx[c][i] for i, c in enumerate(choices_onnx)])
         r_onnx = ranks(torch.cdist(s_dyn.flatten(1), p_onnx.flatten(1)), targets)
-        rank_checks["dynamic"] = bool(torch.equal(r_onnx, r_torch))
-        own_ranks = r_onnx
-    else:
-        own_ranks = None
-        for c in enc_canvases:
-            r_c = ranks(torch.cdist(s_onnx[c].flatten(1), p_onnx.flatten(1)), targets)
-            with torch.inference_mode():
-                t_c = ranks(method.distance(s_torch[c].to(method.device), p_torch.to(method.device)).float().cpu(), targets)
-            rank_checks[str(c)] = bool(torch.equal(r_c, t_c))
-            if c == own:
-                own_ranks = r_c
+        return {"dynamic": bool(torch.equal(r_onnx, ref.ranks))}, r_onnx
+    checks: dict[str, bool] = {}
+    own_ranks = None
+    for c in sorted(s_onnx):
+        r_c = ranks(torch.cdist(s_onnx[c].flatten(1), p_onnx.flatten(1)), targets)
+        with torch.inference_mode():
+            d = method.distance(ref.sketches[c].to(method.device), ref.photo_emb.to(method.device)).float().cpu()
+        checks[str(c)] = bool(torch.equal(r_c, ranks(d, targets)))
+        if c == ref.own:
+            own_ranks = r_c
     assert own_ranks is not None
-    worst = max(diffs.values()) if diffs else 0.0
-    checks = {
-        "embeddings_within_tolerance": all(v <= tolerance for v in diffs.values()),
-        "ranks_identical": all(rank_checks.values()),
-        **({"selector_choices_identical": choices_onnx == chosen} if dynamic else {}),
-    }
-    cell_ranks = cell.get("query_ranks")
-    check = {
-        "tolerance_max_abs": tolerance,
-        "passed": all(checks.values()),
-        **checks,
-        "max_abs_diff": diffs,
-        "worst_max_abs_diff": worst,
-        "ranks_identical_per_canvas": rank_checks,
-        "queries": n,
-        "photos": int(photos.shape[0]),
-        "onnx_metrics": {k: v for k, v in retrieval_metrics(own_ranks).items() if k in ("acc1", "acc10", "mean_rank")},
-        # informational: PyTorch now against the run that made the cell (another device or version may differ)
-        "matches_results_cell": (cell_ranks == [int(x) for x in own_ranks.tolist()]) if cell_ranks else None,
-        "threads": threads,
-    }
-    plain = all(torch.equal(queries[c], data.sketches("test", c)) for c in enc_canvases)
+    return checks, own_ranks
+
+
+def _manifest(method: Method, cell: dict[str, Any], results_path: Path | None, graphs: dict[str, Any],
+              keys: tuple[str, str, str | None], enc_canvases: list[int], photo_size: int, plain: bool,
+              check: dict[str, Any], gallery: dict[str, Any]) -> dict[str, Any]:
+    """``manifest.json``: what was exported, from which cell, and the pipeline a deployment runs."""
     import onnxruntime
 
     from sketchbench.base.version import __version__
 
+    sk_key, ph_key, sel_key = keys
     steps = []
-    if sel is not None:
+    if sel_key is not None:
         steps += [f"make the selector input from the vector sketch as graphs.{sel_key}.input says",
-                  f"run {manifest_graphs[sel_key]['file']}: canvas = canvas_set[argmax(logits)]"]
+                  f"run {graphs[sel_key]['file']}: canvas = canvas_set[argmax(logits)]"]
     steps += ["render the vector sketch at that canvas c as renderer says (uint8 (1, c, c), black on white)",
               f"run graphs.{sk_key}.files[c]: the query's embedding",
-              f"gallery: run {manifest_graphs[ph_key]['file']} on every photo once (uint8 RGB, channels first)",
+              f"gallery: run {graphs[ph_key]['file']} on every photo once (uint8 RGB, channels first)",
               "rank the gallery by Euclidean distance between the flattened embeddings, smallest first"]
-    manifest = {
+    return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
@@ -291,15 +351,15 @@ def export_trained(model: TrainedModel, out_dir: Path, *, tolerance: float = TOL
         "source": {"results": str(results_path) if results_path else None,
                    **{k: cell.get(k) for k in ("method", "teacher", "dataset", "canvas", "seed", "preset", "config_hash",
                                                 "acc1", "acc10", "gflops", "params_m", "canvas_histogram")}},
-        "method": {"name": name, "kind": method.kind, "dynamic": bool(method.dynamic),
+        "method": {"name": cell["method"], "kind": method.kind, "dynamic": bool(method.dynamic),
                    "multi_canvas": bool(method.multi_canvas), "trained_key": method.trained_key,
                    "params": cell.get("params", {})},
-        "inputs": {"sketch": manifest_graphs[sk_key].get("input"), "photo": manifest_graphs[ph_key].get("input"),
+        "inputs": {"sketch": graphs[sk_key].get("input"), "photo": graphs[ph_key].get("input"),
                    "queries": "plain renders of the test sketches" if plain else
                    "the method's own query images (sketches_at), not the plain render: renderer does not describe them"},
         "canvases": enc_canvases,
-        "photo_size": preset.photo_size,
-        "graphs": manifest_graphs,
+        "photo_size": photo_size,
+        "graphs": graphs,
         "renderer": renderer_manifest(enc_canvases),
         "gallery": gallery,
         "distance": {"kind": "euclidean", "on": "the flattened embeddings",
@@ -308,10 +368,3 @@ def export_trained(model: TrainedModel, out_dir: Path, *, tolerance: float = TOL
         "pipeline": steps,
         "check": check,
     }
-    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=1, allow_nan=False, default=str) + "\n")
-    if not check["passed"]:
-        failed = [k for k, v in checks.items() if not v]
-        raise SketchbenchError(
-            f"export self-check failed ({', '.join(failed)}; worst max abs diff {worst:.3g}, tolerance {tolerance:g}): "
-            f"see {out_dir / 'manifest.json'}", exit_code=ExitCode.FAILED)
-    return manifest
