@@ -18,6 +18,7 @@ hookimpl = pluggy.HookimplMarker("sketchbench")
 from sketchbench.base.artifacts import ArtifactCache, default_cache_dir, stable_hash  # noqa: E402
 from sketchbench.base.bounded import loads_json, read_bounded, read_json  # noqa: E402
 from sketchbench.base.errors import DataError, ExitCode, SketchbenchError, TrainingError  # noqa: E402
+from sketchbench.base.preset import Preset  # noqa: E402
 from sketchbench.base.progress import progress_bar  # noqa: E402
 from sketchbench.data.dataset import (  # noqa: E402
     DatasetOptions,
@@ -43,7 +44,7 @@ from sketchbench.method.weights import WeightSource  # noqa: E402
 
 __all__ = [
     "FLOPS_CONVENTION", "BadSketch", "DataError", "DatasetOptions", "DatasetSource", "ExitCode", "FGSBIRDataset",
-    "Method", "MethodContext", "Param", "RunData", "Sketch", "SketchItem", "SketchbenchError", "SkipCounter", "Split",
+    "Method", "MethodContext", "Param", "Preset", "RunData", "Sketch", "SketchItem", "SketchbenchError", "SkipCounter", "Split",
     "TrainingError", "__version__", "count_flops", "downscale_raster", "fingerprint_files", "hookimpl", "render_item",
     "render_sketch", "stroke_width", "vectorise", "WeightSource", "load_pickle", "progress_bar", "stable_hash",
     "ArtifactCache", "default_cache_dir", "DataLimits", "PointBudget", "data_limits", "load_svg_sketch", "grey_on_white",

@@ -3,7 +3,7 @@
 >>> from sketchbench.testing import build_method, tiny_data, run_cli
 >>> data = tiny_data()
 >>> m = build_method("my-method", backbone="test_efficientnet")
->>> m.train(data, data.preset.canvases)
+>>> m.train(data, m.ctx.preset.canvases)
 """
 
 from __future__ import annotations

@@ -194,7 +194,7 @@ def test_shoev2_bad_pickles(tmp_path):
 
 
 def test_missing_root_and_wrong_layout(tmp_path):
-    with pytest.raises(DataError, match="--data-root"):
+    with pytest.raises(DataError, match="pass data_root DIR"):
         load("shoev2", None)
     with pytest.raises(DataError, match="does not exist"):
         load("chairv2", tmp_path / "nope")

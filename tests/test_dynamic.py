@@ -30,7 +30,10 @@ from torch import nn
 from sketchbench import Method, MethodContext, Sketch, SketchbenchError, hookimpl
 from sketchbench.measure.evaluate import evaluate
 from sketchbench.measure.flops import count_flops, count_params
+from sketchbench.run.presets import load_preset
 from sketchbench.testing import build_method, registered_plugin, tiny_data
+
+SMOKE = load_preset("smoke")  # the preset tiny_data() loads
 
 SMALL, LARGE = 32, 64  # the smoke preset's canvases
 
@@ -42,7 +45,7 @@ class CanvasQualityCritic(Method):
     grow as c²."""
 
     def __init__(self, data, noise: dict[int, float], dim: int = 16, seed: int = 0) -> None:
-        super().__init__(MethodContext(name="critic", params={}, preset=data.preset, device=torch.device("cpu"), seed=seed))
+        super().__init__(MethodContext(name="critic", params={}, preset=SMOKE, device=torch.device("cpu"), seed=seed))
         g = torch.Generator().manual_seed(seed)
         self.branch = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.sketch_table: dict[tuple[int, bytes], torch.Tensor] = {}
@@ -53,7 +56,7 @@ class CanvasQualityCritic(Method):
             for j in range(len(photos)):
                 self.photo_table[photos[j].numpy().tobytes()] = vecs[j]
             pairs = data.pairs(split)
-            for c in data.preset.canvases:
+            for c in SMOKE.canvases:
                 imgs = data.sketches(split, c)
                 for i in range(len(imgs)):
                     self.sketch_table[(c, imgs[i].numpy().tobytes())] = vecs[pairs[i]] + noise[c] * torch.randn(dim, generator=g)
@@ -88,7 +91,7 @@ def critic(data):
 def timm_upstream(data):
     """The brief's stand-in for SketchyNetV1: a tiny timm triplet network trained multi-canvas."""
     up = build_method("triplet-timm", backbone="test_efficientnet")
-    up.train(data, data.preset.canvases)
+    up.train(data, SMOKE.canvases)
     return up.eval()
 
 
@@ -147,7 +150,7 @@ def test_rank_convention_ties_count_against():
 def test_lambda_f_knob_moves_the_selector(data, critic, params, expected):
     m = build_method("sketchynet-v2", rl_epochs=10, **params)
     m.bind_upstream(critic)
-    m.train(data, data.preset.canvases)
+    m.train(data, SMOKE.canvases)
     m.eval()
     chosen = m.choose_canvases(data, "test")
     assert sum(c == expected for c in chosen) >= 0.8 * len(chosen), chosen
@@ -160,7 +163,7 @@ def test_intermediate_lambda_f_trades_accuracy_for_flops(data, critic):
     for up, expected in ((critic, LARGE), (clean, SMALL)):
         m = build_method("sketchynet-v2", rl_epochs=10, lambda_f=0.3)
         m.bind_upstream(up)
-        m.train(data, data.preset.canvases)
+        m.train(data, SMOKE.canvases)
         chosen = m.eval().choose_canvases(data, "test")
         assert sum(c == expected for c in chosen) >= 0.8 * len(chosen), (expected, chosen)
 
@@ -170,7 +173,7 @@ def test_intermediate_lambda_f_trades_accuracy_for_flops(data, critic):
 def test_each_encoder_trains_and_adds_its_flops_per_query(data, timm_upstream, encoder):
     m = build_method("sketchynet-v2", encoder=encoder, rl_epochs=2)
     m.bind_upstream(timm_upstream)
-    m.train(data, data.preset.canvases)
+    m.train(data, SMOKE.canvases)
     m.eval()
     res = evaluate(m, data, "dynamic")
     items = data.items("test")
@@ -221,9 +224,9 @@ def test_sequence_input_is_rdp_simplified_stroke5():
 def test_v2_state_round_trip_and_needs_upstream(data, critic):
     m = build_method("sketchynet-v2", rl_epochs=3)
     with pytest.raises(SketchbenchError):
-        m.train(data, data.preset.canvases)  # no upstream given
+        m.train(data, SMOKE.canvases)  # no upstream given
     m.bind_upstream(critic)
-    m.train(data, data.preset.canvases)
+    m.train(data, SMOKE.canvases)
     fresh = build_method("sketchynet-v2", rl_epochs=3)
     fresh.load_state(m.state())
     with pytest.raises(SketchbenchError):
@@ -248,7 +251,7 @@ def test_drs_labels_by_hand():
 def test_drs_trains_on_its_labels(data, critic):
     m = build_method("b-drs", epochs=10)
     m.bind_upstream(critic)
-    m.train(data, data.preset.canvases)
+    m.train(data, SMOKE.canvases)
     # the fake critic ranks every photo first at the large canvas and rarely at the small one
     tables = critic_tables(critic, data, [SMALL, LARGE], negatives=1)
     share_large = float((drs_labels(tables.ranks) == 1).float().mean())
@@ -266,14 +269,14 @@ def test_bfr_picks_the_best_fixed_canvas(data, critic):
     assert int(torch.argmax(bfr_scores(acc, q, 0.1))) == 0  # 0.30 = 0.32 − 0.02: a tie goes to the smaller
     m = build_method("b-bfr")
     m.bind_upstream(critic)
-    m.train(data, data.preset.canvases)
+    m.train(data, SMOKE.canvases)
     res = evaluate(m.eval(), data, "dynamic")
     assert res["canvas_histogram"] == {str(SMALL): 0, str(LARGE): res["num_queries"]}
     assert res["selector_gflops"] == 0 and res["extra"]["bfr_canvas"] == LARGE
     assert res["acc1"] == 100.0
     clean = CanvasQualityCritic(data, {SMALL: 0.0, LARGE: 0.0})
     m.bind_upstream(clean)
-    m.train(data, data.preset.canvases)  # equal accuracy: ties go to the smaller canvas
+    m.train(data, SMOKE.canvases)  # equal accuracy: ties go to the smaller canvas
     assert m.choose_canvases(data, "test") == [SMALL] * len(data.items("test"))
 
 
@@ -293,7 +296,7 @@ def test_crop_renders_replace_the_cached_ones(data, timm_upstream):
     m = build_method("b-crop", max_ink=1.0)  # every crop fits the smallest canvas
     assert isinstance(m, BCrop)
     m.bind_upstream(timm_upstream)
-    m.train(data, data.preset.canvases)
+    m.train(data, SMOKE.canvases)
     items = data.items("test")
     assert m.choose_canvases(data, "test") == [SMALL] * len(items)
     crops = m.sketches_at(data, "test", SMALL, range(len(items)))

@@ -11,7 +11,10 @@ import torch
 from sketchbench_teachers.frozen_trunk import CACHE_KIND, cached_trunk, trunk_identity
 
 from sketchbench import ArtifactCache, RunData
+from sketchbench.run.presets import load_preset
 from sketchbench.testing import build_method, tiny_data
+
+BATCH = load_preset("smoke").eval_batch_size  # what the runner passes: the preset's eval_batch_size
 from sketchbench.training import split_backbone
 
 CANVAS = 32
@@ -32,7 +35,7 @@ def pristine():
 
 def fresh(base: RunData, root) -> RunData:
     """The same data over an artifact store at ``root`` (a new store: empty memory tier)."""
-    return RunData(base.dataset, base.preset, ArtifactCache(root), seed=0)
+    return RunData(base.dataset, load_preset("smoke", {"max_train_sketches": "12", "photo_size": "32"}), ArtifactCache(root), seed=0)
 
 
 def vgg(pristine, stages: int = 4):
@@ -46,7 +49,7 @@ def test_cached_trunk_gives_the_whole_networks_embeddings(pristine, base_data, t
     m = vgg(pristine, stages)
     data = fresh(base_data, tmp_path)
     early, rest = split_backbone(m.net, stages)
-    trunk = cached_trunk(early, data, [CANVAS], flips=True)
+    trunk = cached_trunk(early, data, [CANVAS], flips=True, batch_size=BATCH)
     sketches, photos = data.sketches("train", CANVAS), data.photos("train")
 
     def from_trunk(x: torch.Tensor) -> torch.Tensor:
@@ -69,21 +72,21 @@ def test_trunk_outputs_are_computed_once_and_reloaded_checked(pristine, base_dat
 
     m = vgg(pristine)
     early, _ = split_backbone(m.net, 4)
-    first = cached_trunk(early, fresh(base_data, tmp_path), [CANVAS], flips=True)
+    first = cached_trunk(early, fresh(base_data, tmp_path), [CANVAS], flips=True, batch_size=BATCH)
     entries = sorted((tmp_path / CACHE_KIND).glob("*.pt"))
     assert len(entries) == 4  # photos and sketches @ 32, plain and flipped
     assert all((e.parent / (e.name + ".sha256")).is_file() for e in entries)
 
     calls = []
     monkeypatch.setattr(frozen_trunk, "trunk_outputs", lambda *a, **k: calls.append(1) or torch.zeros(1))
-    again = cached_trunk(early, fresh(base_data, tmp_path), [CANVAS], flips=True)  # a new process: disk only
+    again = cached_trunk(early, fresh(base_data, tmp_path), [CANVAS], flips=True, batch_size=BATCH)  # a new process: disk only
     assert calls == []
     torch.testing.assert_close(again.sketches[CANVAS][1], first.sketches[CANVAS][1], atol=0, rtol=0)
 
     # a corrupted entry is refused by its sha256 and computed again
     entries[0].write_bytes(entries[0].read_bytes()[:-8] + b"garbage!")
     monkeypatch.undo()
-    third = cached_trunk(early, fresh(base_data, tmp_path), [CANVAS], flips=True)
+    third = cached_trunk(early, fresh(base_data, tmp_path), [CANVAS], flips=True, batch_size=BATCH)
     torch.testing.assert_close(third.photos[0], first.photos[0], atol=0, rtol=0)
 
 

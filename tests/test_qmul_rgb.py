@@ -111,7 +111,7 @@ def test_rgb_fixture_layout(tmp_path):
 
 
 def test_rgb_missing_root_and_files(tmp_path):
-    with pytest.raises(DataError, match="--data-root"):
+    with pytest.raises(DataError, match="pass data_root DIR"):
         load("qmul-v1-chairs-rgb", None)
     with pytest.raises(DataError, match="does not exist"):
         load("qmul-v1-chairs-rgb", tmp_path / "nope")

@@ -20,6 +20,8 @@ from sketchbench.method.inputs import to_input
 from sketchbench.run.presets import load_preset
 from sketchbench.testing import build_method, tiny_data
 
+SMOKE = load_preset("smoke")  # the preset tiny_data() loads
+
 SMALL = {"backbone": "test_efficientnet"}
 STUDENTS = ["mobilenetv2-sn", "sketchynet-v1", "b-regress", "b-akd", "b-pkt"]
 PRUNED = ["b-thinet", "b-prune"]
@@ -93,13 +95,13 @@ def data():
 def timm_teacher(data):
     torch.manual_seed(0)
     t = build_method("triplet-timm", backbone="test_efficientnet")
-    t.train(data, [data.preset.full_canvas])
+    t.train(data, [SMOKE.full_canvas])
     return t.eval()
 
 
 def train_cells(name: str, data, teacher, **params):
     m = build_method(name, **params)
-    canvases = data.preset.canvases if m.multi_canvas else (data.preset.canvases[0],)
+    canvases = SMOKE.canvases if m.multi_canvas else (SMOKE.canvases[0],)
     m.train(data, canvases, teacher=teacher if m.needs_teacher else None)
     return m.eval()
 
@@ -109,7 +111,7 @@ def train_cells(name: str, data, teacher, **params):
 def test_student_trains_and_evaluates(name, data, timm_teacher):
     m = build_method(name, **SMALL)
     before = {k: v.clone() for k, v in m.modules().state_dict().items()}
-    m.train(data, data.preset.canvases, teacher=timm_teacher if m.needs_teacher else None)
+    m.train(data, SMOKE.canvases, teacher=timm_teacher if m.needs_teacher else None)
     m.eval()
     changed = any(not torch.equal(before[k], v) for k, v in m.modules().state_dict().items())
     assert changed, "training did not update the student"
@@ -123,7 +125,7 @@ def test_student_trains_and_evaluates(name, data, timm_teacher):
 
 def test_students_need_a_teacher(data):
     with pytest.raises(SketchbenchError, match="teacher"):
-        build_method("sketchynet-v1", **SMALL).train(data, data.preset.canvases)
+        build_method("sketchynet-v1", **SMALL).train(data, SMOKE.canvases)
 
 
 def test_backbone_choices_are_enforced():
@@ -141,23 +143,23 @@ def test_sketchynet_v1_is_mobilenetv2_at_the_papers_cost():
 def test_teacher_outputs_are_computed_once(data, tmp_path):
     teacher_cache.clear_memory()
     t = mini_teacher(1)
-    cached = RunData(data.dataset, data.preset, ArtifactCache(tmp_path / "c"), seed=0)
+    cached = RunData(data.dataset, SMOKE, ArtifactCache(tmp_path / "c"), seed=0)
     m = build_method("sketchynet-v1", epochs=2, **SMALL)
     steps = {"n": 0}
     loss = m.canvas_loss
     m.canvas_loss = lambda *a: (steps.__setitem__("n", steps["n"] + 1), loss(*a))[1]
-    m.train(cached, cached.preset.canvases, teacher=t)
-    per_epoch = -(-len(cached.pairs("train")) // cached.preset.batch_size) * len(cached.preset.canvases)
+    m.train(cached, SMOKE.canvases, teacher=t)
+    per_epoch = -(-len(cached.pairs("train")) // SMOKE.batch_size) * len(SMOKE.canvases)
     assert steps["n"] == 2 * per_epoch  # two epochs ran
-    bs = cached.preset.eval_batch_size
+    bs = SMOKE.eval_batch_size
     n_sketch = -(-len(cached.items("train")) // bs)
     n_photo = -(-cached.photos("train").shape[0] // bs)
     assert t.calls["sketch"] == n_sketch and t.calls["photo"] == n_photo  # one pass, not one per epoch
     # another student of the same teacher: from memory; after forgetting memory: from the disk cache
-    build_method("b-pkt", **SMALL).train(cached, cached.preset.canvases, teacher=t)
+    build_method("b-pkt", **SMALL).train(cached, SMOKE.canvases, teacher=t)
     teacher_cache.clear_memory()
     cached.cache.clear_memory()
-    build_method("sketchynet-v1", **SMALL).train(cached, cached.preset.canvases, teacher=t)
+    build_method("sketchynet-v1", **SMALL).train(cached, SMOKE.canvases, teacher=t)
     assert t.calls["sketch"] == n_sketch and t.calls["photo"] == n_photo
 
 
@@ -165,7 +167,7 @@ def test_custom_teacher_distance_is_used_per_pair_and_memoised(data):
     teacher_cache.clear_memory()
     t = mini_teacher(2)
     m = build_method("sketchynet-v1", epochs=2, **SMALL)
-    m.train(data, data.preset.canvases, teacher=t)
+    m.train(data, SMOKE.canvases, teacher=t)
     dist = m.teacher_dist
     assert not dist.euclidean
     assert 0 < dist.calls == t.calls["distance"] == len(dist._memo)
@@ -220,7 +222,7 @@ def test_b_akd_has_a_signal_at_canvas_32_with_earlier_stages(data):
 @pytest.mark.parametrize("at_maps", ["spatial", "stages"])
 def test_b_akd_stages_train_and_keep_the_embedding(at_maps, data, timm_teacher):
     m = train_cells("b-akd", data, timm_teacher, at_maps=at_maps, **SMALL)
-    assert m.warn_constant(data.preset.canvases) == []
+    assert m.warn_constant(SMOKE.canvases) == []
     r = evaluate(m, data, 32)
     # the stages only feed the loss: the counted branch and the embedding are the plain student's
     assert r["params_m"] == pytest.approx(count_flops(m.modules(), torch.zeros(1, 3, 32, 32))[1] / 1e6)
@@ -231,14 +233,14 @@ def test_b_akd_stages_train_and_keep_the_embedding(at_maps, data, timm_teacher):
 def test_b_akd_default_warns_where_its_term_is_identically_zero(data, timm_teacher, caplog):
     m = build_method("b-akd", **SMALL)
     with caplog.at_level("WARNING", logger="sketchbench"):
-        m.setup_training(data, data.preset.canvases, timm_teacher)
-    assert m.warn_constant(data.preset.canvases) == [32]  # the final map is 1x1 at 32 only
+        m.setup_training(data, SMOKE.canvases, timm_teacher)
+    assert m.warn_constant(SMOKE.canvases) == [32]  # the final map is 1x1 at 32 only
     assert "identically 0 at canvas 32" in caplog.text and "at_maps=spatial" in caplog.text
 
 
 def test_b_regress_regressor_batchnorm_is_an_option(data, timm_teacher):
     plain = build_method("b-regress", **SMALL)
-    plain.setup_training(data, data.preset.canvases, timm_teacher)
+    plain.setup_training(data, SMOKE.canvases, timm_teacher)
     assert not any(isinstance(x, nn.BatchNorm2d) for x in plain.regressor)  # the default, as before
     m = train_cells("b-regress", data, timm_teacher, regressor_bn=True, **SMALL)
     assert [type(x) for x in m.regressor][:2] == [nn.Conv2d, nn.BatchNorm2d]  # RepDistiller's ConvReg
@@ -264,7 +266,7 @@ def weights_only_roundtrip(state: dict) -> dict:
 @pytest.mark.parametrize("which", ["timm", "mini"])
 def test_pruned_teacher_is_smaller_and_round_trips(name, which, data, timm_teacher):
     teacher = timm_teacher if which == "timm" else mini_teacher(5)
-    full = data.preset.full_canvas
+    full = SMOKE.full_canvas
     t_flops, t_params = count_flops(teacher.sketch_branch(), teacher.sketch_input(full))
     m = train_cells(name, data, teacher)
     flops, params = count_flops(m.sketch_branch(), m.sketch_input(full))

@@ -20,6 +20,7 @@ from sketchbench_datasets.synthetic import (
 
 from sketchbench import DataError, DatasetOptions, render_sketch
 from sketchbench.method.registries import get_host
+from sketchbench.run.presets import load_preset
 from sketchbench.testing import tiny_data
 
 
@@ -50,7 +51,7 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
 def test_registered_and_loads_through_the_runner_helpers():
     assert get_host().datasets.get("synthetic") is SyntheticDataset
     data = tiny_data("synthetic", preset="smoke")
-    p = data.preset
+    p = load_preset("smoke")
     assert data.photos("test").shape[1:] == (3, p.photo_size, p.photo_size)
     assert data.sketches("train", 32).shape[1:] == (32, 32)
     assert data.dataset.fingerprint == f"synthetic-v1-{p.instances}-{p.sketches_per_instance}-0-{p.photo_size}"

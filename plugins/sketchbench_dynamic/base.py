@@ -19,6 +19,7 @@ from sketchbench import (
     BadSketch,
     Method,
     MethodContext,
+    Preset,
     RunData,
     Sketch,
     SketchbenchError,
@@ -96,10 +97,10 @@ class OnUpstream(Method):
         return self
 
 
-def canvas_set(data: RunData, canvases: Sequence[int] | None = None) -> list[int]:
+def canvas_set(preset: Preset, canvases: Sequence[int] | None = None) -> list[int]:
     """The canvases to choose from, ascending: the ones given (the runner passes the preset's
     for a dynamic method), else the preset's."""
-    cs = sorted({int(c) for c in (canvases or data.preset.canvases)})
+    cs = sorted({int(c) for c in (canvases or preset.canvases)})
     if not cs:
         raise SketchbenchError("the canvas set is empty")
     return cs
@@ -136,7 +137,7 @@ class SelectorOnUpstream(OnUpstream):
     def prepare_training(self, data: RunData, canvases: Sequence[int]) -> tuple[list[int], Any]:
         """(canvas set, the training sketches' selector inputs): rebuilds the selector for the
         canvases given and fits the input normalisation on the training split."""
-        cs = canvas_set(data, canvases)
+        cs = canvas_set(self.ctx.preset, canvases)
         if cs != self.bundle.canvases:
             self.build_selector(cs)
         items = data.items("train")

@@ -103,7 +103,7 @@ class BBFR(OnUpstream):
 
     def train(self, data: RunData, canvases: Sequence[int], teacher: Method | None = None) -> None:
         up = self.freeze_upstream()
-        cs = canvas_set(data, canvases)
+        cs = canvas_set(self.ctx.preset, canvases)
         val = self.validation_indices(len(data.items("train")))
         tables = critic_tables(up, data, cs, indices=val, negatives=1, seed=self.ctx.seed)
         acc1 = (tables.ranks == 1).double().mean(dim=0)
@@ -166,7 +166,7 @@ class BDRS(SelectorOnUpstream):
         labels = drs_labels(tables.ranks)
         counts = torch.bincount(labels, minlength=len(cs)).double() / len(labels)
         self.label_share = {f"drs_label_share_{c}": float(v) for c, v in zip(cs, counts.tolist())}
-        n, bsz = len(labels), max(2, data.preset.batch_size)
+        n, bsz = len(labels), max(2, self.ctx.preset.batch_size)
         gen = torch.Generator().manual_seed(self.ctx.seed)
         trainer = Trainer(self.bundle.parameters(), lr=self.p["lr"], device=self.device, desc=f"{self.ctx.name} CE")
         self.bundle.train()
@@ -254,7 +254,7 @@ class BCrop(OnUpstream):
 
     def train(self, data: RunData, canvases: Sequence[int], teacher: Method | None = None) -> None:
         self.freeze_upstream()
-        self.canvases = canvas_set(data, canvases)
+        self.canvases = canvas_set(self.ctx.preset, canvases)
 
     def choose_canvases(self, data: RunData, split: str) -> list[int]:
         out = []

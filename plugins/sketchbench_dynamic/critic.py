@@ -59,7 +59,7 @@ def critic_tables(
     """Embed the split's sketches (``indices``, default all) at every canvas and its photos once
     with the frozen upstream; rank each sketch's photo among all the split's photos."""
     canvases = [int(c) for c in canvases]
-    bs = data.preset.eval_batch_size
+    bs = upstream.ctx.preset.eval_batch_size
     device = getattr(upstream, "device", torch.device("cpu"))
     photos = data.photos(split)
     num_photos = photos.shape[0]

@@ -141,7 +141,7 @@ class SketchyNetV2(SelectorOnUpstream):
         up = self.freeze_upstream()
         cs, inputs = self.prepare_training(data, canvases)
         tables = critic_tables(up, data, cs, negatives=self.p["negatives"], seed=self.ctx.seed)
-        self.reinforce(inputs, tables, data.preset.batch_size)
+        self.reinforce(inputs, tables, self.ctx.preset.batch_size)
 
     def reinforce(self, inputs: list[torch.Tensor] | torch.Tensor, tables: CriticTables, preset_batch: int) -> None:
         """Policy-gradient training of the selector on the precomputed critic tables."""

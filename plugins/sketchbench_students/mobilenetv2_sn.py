@@ -159,9 +159,9 @@ class TripletStudent(Method):
             raise SketchbenchError(f"{self.ctx.name} needs a trained teacher")
         extra = self.setup_training(data, canvases, teacher)
         net = self._net()
-        trainer = Trainer([*net.parameters(), *extra], lr=self.p["lr"] or data.preset.lr, device=self.device,
+        trainer = Trainer([*net.parameters(), *extra], lr=self.p["lr"] or self.ctx.preset.lr, device=self.device,
                           desc=self.ctx.name)
-        self.fit(trainer, data, canvases, self.p["epochs"] or data.preset.epochs)
+        self.fit(trainer, data, canvases, self.p["epochs"] or self.ctx.preset.epochs)
 
     def fit(self, trainer: Trainer, data: RunData, canvases: Sequence[int], epochs: int,
             max_steps: int | None = None, on_step: Any = None) -> int:
@@ -173,7 +173,8 @@ class TripletStudent(Method):
         if self.p.get("freeze_bn"):
             freeze_batchnorm(net)
         taken = 0
-        for b in triplet_epochs(data, trainer, epochs=epochs, canvases=canvases, seed=self.ctx.seed + trainer.global_step,
+        for b in triplet_epochs(data, trainer, epochs=epochs, canvases=canvases, batch_size=self.ctx.preset.batch_size,
+                                seed=self.ctx.seed + trainer.global_step,
                                 augment=self.p["augment"], joint_flip=True, shift=self.shift_sketches, max_steps=max_steps):
             with trainer.autocast():
                 photo_emb, _ = self.forward(torch.cat([b.pos, b.neg]))

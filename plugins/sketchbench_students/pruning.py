@@ -422,10 +422,10 @@ class _PrunedTeacher(TripletStudent):
         self.spec = teacher_spec(teacher)
         self._prep = teacher
         self.in_chans = self.spec["in_chans"]
-        self.example_canvas = data.preset.full_canvas
+        self.example_canvas = self.ctx.preset.full_canvas
         net = copy.deepcopy(teacher.sketch_branch()).cpu().requires_grad_(True)
         key = stable_hash([PRUNE_VERSION, self.ctx.name, teacher_identity(teacher), data.fingerprint,
-                           self.example_canvas, self.ctx.seed, data.preset.batch_size, data.preset.lr,
+                           self.example_canvas, self.ctx.seed, self.ctx.preset.batch_size, self.ctx.preset.lr,
                            {k: self.p[k] for k in self.prune_keys}])
         cached = data.cache.load("pruned", key)  # the run's artifact store: memory, then disk
         if cached is not None:
@@ -446,11 +446,11 @@ class _PrunedTeacher(TripletStudent):
             data.cache.save("pruned", key, cached)
         # fine-tune the pruned network with the triplet loss at the evaluated canvas
         trainer = self._trainer(data)
-        self.fit(trainer, data, canvases, self.p["epochs"] or data.preset.epochs)
+        self.fit(trainer, data, canvases, self.p["epochs"] or self.ctx.preset.epochs)
 
     def _trainer(self, data: RunData) -> Trainer:
         # a fresh optimiser: pruning replaces the parameters
-        return Trainer(self._net().parameters(), lr=self.p["lr"] or data.preset.lr, device=self.device,
+        return Trainer(self._net().parameters(), lr=self.p["lr"] or self.ctx.preset.lr, device=self.device,
                        desc=self.ctx.name)
 
     def _flops(self) -> float:

@@ -97,8 +97,8 @@ class TeacherEmbeddings:
 def teacher_embeddings(teacher: Method, data: RunData, canvas: int | None = None) -> TeacherEmbeddings:
     """Teacher embeddings of all training sketches (at ``canvas``, default the full canvas) and
     photos, computed once per (teacher, data) and cached."""
-    canvas = int(canvas or data.preset.full_canvas)
-    bs = data.preset.eval_batch_size
+    canvas = int(canvas or teacher.ctx.preset.full_canvas)
+    bs = teacher.ctx.preset.eval_batch_size
 
     def compute() -> dict[str, torch.Tensor]:
         log.info("%s: embedding the training split once (teacher outputs are cached)", teacher.ctx.name)
@@ -237,7 +237,7 @@ class TeacherMaps:
 def teacher_feature_maps(teacher: Method, data: RunData, canvas: int | None = None) -> TeacherMaps:
     """The teacher's last spatial feature maps of all training sketches at ``canvas`` (default the
     full canvas): computed once and kept in memory unless they exceed :data:`MAP_CACHE_LIMIT_MB`."""
-    canvas = int(canvas or data.preset.full_canvas)
+    canvas = int(canvas or teacher.ctx.preset.full_canvas)
     sketches = data.sketches("train", canvas)
     key = _key(teacher, data, "feature-maps", canvas)
     teacher.eval()
@@ -246,7 +246,7 @@ def teacher_feature_maps(teacher: Method, data: RunData, canvas: int | None = No
     if size_mb > MAP_CACHE_LIMIT_MB:
         log.info("%s: teacher feature maps (%.0f MB) exceed the cache limit: recomputed per batch", teacher.ctx.name, size_mb)
         return TeacherMaps(teacher, data, canvas, None)
-    bs = data.preset.eval_batch_size
+    bs = teacher.ctx.preset.eval_batch_size
     # memory only: maps are large, and cheap to recompute from a cached teacher
     cached = data.cache.get_or_compute("teacher-maps", key, lambda: torch.cat(
         [feature_maps_of(teacher, sketches[i : i + bs]) for i in range(0, len(sketches), bs)]), disk=False)
@@ -257,12 +257,12 @@ def teacher_attention_energy(teacher: Method, data: RunData, canvas: int | None 
     """``mean_c A_c²`` ``(N, H, W)`` of the teacher's last spatial feature map of every training
     sketch at ``canvas`` (default the full canvas): what attention transfer needs, computed batch by
     batch without keeping the maps, cached in memory and on disk."""
-    canvas = int(canvas or data.preset.full_canvas)
+    canvas = int(canvas or teacher.ctx.preset.full_canvas)
 
     def compute() -> torch.Tensor:
         teacher.eval()
         sketches = data.sketches("train", canvas)
-        bs = data.preset.eval_batch_size
+        bs = teacher.ctx.preset.eval_batch_size
         return torch.cat([feature_maps_of(teacher, sketches[i : i + bs]).pow(2).mean(1)
                           for i in range(0, len(sketches), bs)])
 

@@ -83,14 +83,14 @@ class CachedTrunk:
     views: tuple[str, ...]
 
 
-def cached_trunk(early: nn.Module, data: RunData, canvases: Sequence[int], *, flips: bool,
+def cached_trunk(early: nn.Module, data: RunData, canvases: Sequence[int], *, flips: bool, batch_size: int,
                  device: torch.device | str = "cpu", split: str = "train") -> CachedTrunk:
     """The outputs of ``early`` for every photo and every sketch (at each canvas) of ``split``, as
-    is and, with ``flips``, flipped: from the artifact store when computed before, else computed
-    now and stored."""
+    is and, with ``flips``, flipped, computed ``batch_size`` images at a time (the preset's
+    ``eval_batch_size``): from the artifact store when computed before, else computed now and stored."""
     views = VIEWS if flips else VIEWS[:1]
     ident = trunk_identity(early)
-    bs = data.preset.eval_batch_size
+    bs = batch_size
 
     def get(what: str, canvas: int | None, view: str) -> torch.Tensor:
         key = stable_hash([CACHE_VERSION, ident, data.fingerprint, split, what, canvas, view])

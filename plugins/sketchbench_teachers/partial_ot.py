@@ -226,11 +226,11 @@ class PartialOT(Method):
     # -- training ----------------------------------------------------------------------------
     def train(self, data: RunData, canvases: Sequence[int], teacher: Method | None = None) -> None:
         canvas = int(canvases[0])
-        lr = self.p["lr"] or data.preset.lr
+        lr = self.p["lr"] or self.ctx.preset.lr
         trainer = Trainer(self.net.parameters(), lr=lr, device=self.device, desc=self.ctx.name)
         self.net.train()
-        for b in triplet_epochs(data, trainer, epochs=self.p["epochs"] or data.preset.epochs, canvases=[canvas],
-                                seed=self.ctx.seed, augment=self.p["augment"],
+        for b in triplet_epochs(data, trainer, epochs=self.p["epochs"] or self.ctx.preset.epochs, canvases=[canvas],
+                                batch_size=self.ctx.preset.batch_size, seed=self.ctx.seed, augment=self.p["augment"],
                                 sketch_transform=lambda s, gen: erase_blocks(s, self.p["p_mask"], gen)):
             with trainer.autocast():
                 fa, fp, fn = self.regions(b.sketches[canvas]), self.regions(b.pos), self.regions(b.neg)

@@ -309,7 +309,7 @@ class StyleVAE(Method):
 
     def train(self, data: RunData, canvases: Sequence[int], teacher: Method | None = None) -> None:
         canvas = int(canvases[0])
-        preset = data.preset
+        preset = self.ctx.preset
         epochs = self.p["epochs"] or preset.epochs
         lr = self.p["lr"] or preset.lr
         sketches, photos = data.sketches("train", canvas), data.photos("train")

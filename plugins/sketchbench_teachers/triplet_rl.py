@@ -207,13 +207,13 @@ class TripletRL(Method):
     def train_supervised(self, data: RunData, canvas: int) -> None:
         """Stage 1: the shared-weight triplet network (the sketch head is tied to the photo head);
         the policy's mean starts as a copy of the trained head."""
-        lr = self.p["lr"] or data.preset.lr
+        lr = self.p["lr"] or self.ctx.preset.lr
         params = list(self.backbone.parameters()) + list(self.photo_head.parameters())
         trainer = Trainer(params, lr=lr, device=self.device, desc=f"{self.ctx.name} stage 1")
         self.net.train()
         branch = self.photo_branch
-        for b in triplet_epochs(data, trainer, epochs=self.p["epochs"] or data.preset.epochs, canvases=[canvas],
-                                seed=self.ctx.seed, augment=self.p["augment"]):
+        for b in triplet_epochs(data, trainer, epochs=self.p["epochs"] or self.ctx.preset.epochs, canvases=[canvas],
+                                batch_size=self.ctx.preset.batch_size, seed=self.ctx.seed, augment=self.p["augment"]):
             with trainer.autocast():
                 loss = triplet_loss(branch(to_input(b.sketches[canvas], 3, self.device)),
                                     branch(to_input(b.pos, 3, self.device)),
@@ -248,7 +248,7 @@ class TripletRL(Method):
         from sketchbench.training import embed_in_batches
 
         feats = self.prefix_features(data.vectors("train"), canvas)
-        photo_emb = embed_in_batches(self.encode_photo, data.photos("train"), data.preset.eval_batch_size)
+        photo_emb = embed_in_batches(self.encode_photo, data.photos("train"), self.ctx.preset.eval_batch_size)
         return feats, data.pairs("train").long(), photo_emb
 
     def mean_reward(self, feats: torch.Tensor, targets: torch.Tensor, photo_emb: torch.Tensor,
@@ -318,7 +318,7 @@ class TripletRL(Method):
         feats = self.prefix_features(data.vectors(split), canvas)
         with torch.inference_mode():
             emb = F.normalize(self.policy.actor(feats.to(self.device)), dim=-1)
-        photos = embed_in_batches(self.encode_photo, data.photos(split), data.preset.eval_batch_size).to(self.device)
+        photos = embed_in_batches(self.encode_photo, data.photos(split), self.ctx.preset.eval_batch_size).to(self.device)
         targets = data.pairs(split).long().to(self.device).view(-1, 1).expand(-1, feats.shape[1])
         r = ranks_of(emb, photos, targets).float()  # (N, K)
         p = photos.shape[0]

@@ -113,10 +113,10 @@ class TripletSN(Method):
         return Trainer([], lr=lr, device=self.device, desc=self.ctx.name, optimizer=opt)
 
     def train(self, data: RunData, canvases: Sequence[int], teacher: Method | None = None) -> None:
-        trainer = self.make_trainer(data.preset.lr)
+        trainer = self.make_trainer(self.ctx.preset.lr)
         self.model.train()
-        for b in triplet_epochs(data, trainer, epochs=self.p["epochs"] or data.preset.epochs, canvases=canvases,
-                                seed=self.ctx.seed, augment=self.p["augment"]):
+        for b in triplet_epochs(data, trainer, epochs=self.p["epochs"] or self.ctx.preset.epochs, canvases=canvases,
+                                batch_size=self.ctx.preset.batch_size, seed=self.ctx.seed, augment=self.p["augment"]):
             with trainer.autocast():
                 fp, fn = self.embed(b.pos), self.embed(b.neg)
                 anchors = self.anchor_views(data, b)

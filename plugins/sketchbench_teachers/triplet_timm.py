@@ -81,13 +81,13 @@ class TimmTriplet(Method):
         if self.p["freeze_stages"]:
             self.train_on_frozen_stages(data, canvases)
             return
-        lr = self.p["lr"] or data.preset.lr
+        lr = self.p["lr"] or self.ctx.preset.lr
         trainer = Trainer(self.net.parameters(), lr=lr, device=self.device, desc=self.ctx.name)
         self.net.train()
         if self.p["freeze_bn"]:
             freeze_batchnorm(self.net)
-        for b in triplet_epochs(data, trainer, epochs=self.p["epochs"] or data.preset.epochs, canvases=canvases,
-                                seed=self.ctx.seed, augment=self.p["augment"]):
+        for b in triplet_epochs(data, trainer, epochs=self.p["epochs"] or self.ctx.preset.epochs, canvases=canvases,
+                                batch_size=self.ctx.preset.batch_size, seed=self.ctx.seed, augment=self.p["augment"]):
             with trainer.autocast():
                 fp, fn = self.embed(b.pos), self.embed(b.neg)
                 anchors = self.anchor_views(data, b)
@@ -110,14 +110,15 @@ class TimmTriplet(Method):
         early, rest = split_backbone(self.net, self.p["freeze_stages"])
         for q in early.parameters():
             q.requires_grad_(False)
-        trunk = cached_trunk(early, data, canvases, flips=self.p["augment"], device=self.device)
+        trunk = cached_trunk(early, data, canvases, flips=self.p["augment"], batch_size=self.ctx.preset.eval_batch_size,
+                             device=self.device)
         photos = data.photos("train")
         pairs, hard = data.pairs("train"), data.split("train").hard_negatives
         rng = np.random.default_rng(self.ctx.seed)
         gen = torch.Generator().manual_seed(self.ctx.seed)
-        epochs = self.p["epochs"] or data.preset.epochs
-        steps = max(1, (len(pairs) + data.preset.batch_size - 1) // data.preset.batch_size)
-        trainer = Trainer(rest.parameters(), lr=self.p["lr"] or data.preset.lr, device=self.device, desc=self.ctx.name)
+        epochs = self.p["epochs"] or self.ctx.preset.epochs
+        steps = max(1, (len(pairs) + self.ctx.preset.batch_size - 1) // self.ctx.preset.batch_size)
+        trainer = Trainer(rest.parameters(), lr=self.p["lr"] or self.ctx.preset.lr, device=self.device, desc=self.ctx.name)
 
         def pick(views: list[torch.Tensor], idx: torch.Tensor) -> torch.Tensor:
             x = views[0][idx]
@@ -133,7 +134,7 @@ class TimmTriplet(Method):
         if self.p["freeze_bn"]:
             freeze_batchnorm(rest)
         for _ in trainer.epochs(epochs, steps):
-            for a, p, n in triplet_batches(pairs, photos.shape[0], data.preset.batch_size, rng, hard):
+            for a, p, n in triplet_batches(pairs, photos.shape[0], self.ctx.preset.batch_size, rng, hard):
                 with trainer.autocast():
                     fp, fn = embed(pick(trunk.photos, p)), embed(pick(trunk.photos, n))
                     loss = sum(triplet_loss(embed(pick(trunk.sketches[c], a)), fp, fn, self.p["margin"])

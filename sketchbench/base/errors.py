@@ -8,7 +8,8 @@ error's code instead of showing a traceback.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Mapping
 from enum import IntEnum
 
 
@@ -24,15 +25,34 @@ class ExitCode(IntEnum):
     INTERRUPTED = 130
 
 
+#: how the library names a setting in a message: its Python name, except where the setting's value
+#: is what went wrong (the command line spells each as its flag: ``sketchbench.cli.options.FLAGS``)
+SETTING_NAMES: dict[str, str] = {"train": "train=False"}
+
+
 class SketchbenchError(Exception):
-    """An expected failure with a message meant for the user (one line)."""
+    """An expected failure with a message meant for the user (one line).
+
+    The library does not know its command line: a message that names a setting of a run writes it
+    as ``{name}`` and lists it in ``settings`` (``SketchbenchError("method 'x' needs a teacher: pass
+    {teacher} NAME", settings=("teacher",))``). ``str(error)`` spells it as the library's Python
+    name (:data:`SETTING_NAMES`), :meth:`spelled` as a caller's (the CLI: ``--teacher``)."""
 
     exit_code: ExitCode = ExitCode.USAGE
 
-    def __init__(self, message: str, *, exit_code: ExitCode | None = None) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, *, exit_code: ExitCode | None = None, settings: tuple[str, ...] = ()) -> None:
+        self.template = message
+        self.settings = tuple(settings)
+        super().__init__(self.spelled(SETTING_NAMES))
         if exit_code is not None:
             self.exit_code = exit_code
+
+    def spelled(self, names: Mapping[str, str]) -> str:
+        """The message with each of its settings named as ``names`` says (default: the setting's name)."""
+        if not self.settings:
+            return self.template
+        return re.sub(r"\{(\w+)\}", lambda m: names.get(m.group(1), m.group(1)) if m.group(1) in self.settings
+                      else m.group(0), self.template)
 
 
 class DataError(SketchbenchError):

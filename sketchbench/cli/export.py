@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from sketchbench.base.canvas import is_dynamic
 from sketchbench.base.errors import ExitCode, SketchbenchError
 
 EPILOG = """\b
@@ -53,7 +54,7 @@ def export(results, method, canvas, seed, dataset, data_root, cache_dir, out, to
     tol = float(tolerance)
     if not (math.isfinite(tol) and tol >= 0):  # inf would pass any graph, and cannot be written as JSON
         raise SketchbenchError(f"--tolerance {tolerance}: must be a finite number, 0 or more")
-    if canvas is not None and canvas != "dynamic":
+    if canvas is not None and not is_dynamic(canvas):
         canvas = str(check_canvas(canvas))
     data = load_results(results)
     if method is not None:
@@ -63,7 +64,7 @@ def export(results, method, canvas, seed, dataset, data_root, cache_dir, out, to
                                    f"(it holds: {', '.join(held) or 'none'})")
     model = load_trained(results, method=method, canvas=canvas, seed=seed, dataset=dataset, data_root=data_root,
                          cache_dir=cache_dir)
-    canvases = [int(canvas)] if canvas not in (None, "dynamic") else None
+    canvases = [int(canvas)] if canvas is not None and not is_dynamic(canvas) else None
     folder = out or default_out_dir(model.cell)
     manifest = _staged(folder, lambda staging: export_trained(model, staging, tolerance=tol, canvases=canvases,
                                                               results_path=results))

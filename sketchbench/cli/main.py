@@ -16,6 +16,7 @@ import click
 
 from sketchbench.base.errors import ExitCode, SketchbenchError
 from sketchbench.cli import demo, export, inspect, results, retrieve, run, weights
+from sketchbench.cli.options import FLAGS
 
 
 class SketchbenchGroup(click.Group):
@@ -25,7 +26,7 @@ class SketchbenchGroup(click.Group):
         try:
             return super().invoke(ctx)
         except SketchbenchError as exc:
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {exc.spelled(FLAGS)}", err=True)
             sys.exit(int(exc.exit_code))
         except KeyboardInterrupt:
             click.echo("interrupted: finished cells are saved in the results file; run again to resume", err=True)
@@ -68,7 +69,7 @@ def main() -> None:
         host = _host()
         host.add_commands(cli)
     except SketchbenchError as exc:
-        click.echo(f"error: {exc}", err=True)
+        click.echo(f"error: {exc.spelled(FLAGS)}", err=True)
         sys.exit(int(exc.exit_code))
     del host
     cli(prog_name="sketchbench")

@@ -150,3 +150,12 @@ def expand_names(names: tuple[str, ...], registry, option: str | None = None) ->
 
 #: a seed NumPy and torch both take
 SEED = click.IntRange(0, 2**32 - 1)
+
+
+#: how the command line spells each setting a library message names (``SketchbenchError.spelled``)
+FLAGS: dict[str, str] = {
+    "params": "--param", "teacher": "--teacher", "pretrained": "--pretrained", "weights": "--weights",
+    "partial_weights": "--partial-weights", "train": "--no-train", "device": "--device", "datasets": "--dataset",
+    "dataset": "--dataset", "methods": "--method", "method": "--method", "cache_dir": "--cache-dir",
+    "data_root": "--data-root", "overrides": "--set", "canvases": "--canvas", "seeds": "--seed", "preset": "--preset",
+}

@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from sketchbench.base.canvas import is_dynamic
 from sketchbench.base.errors import SketchbenchError
 
 EPILOG = """\b
@@ -50,7 +51,7 @@ def open_gallery(gallery: str, model: Any) -> Any:
 def describe_model(model: Any, results: Path) -> str:
     cell = model.cell
     canvas = cell["canvas"]
-    where = "dynamic canvas" if canvas == "dynamic" else f"canvas {canvas}x{canvas}"
+    where = "dynamic canvas" if is_dynamic(canvas) else f"canvas {canvas}x{canvas}"
     teacher = f" ← {cell['teacher']}" if cell.get("teacher") else ""
     return f"{cell['method']}{teacher} on {cell['dataset']}, {where}, seed {cell.get('seed', 0)} ({results})"
 

@@ -110,8 +110,8 @@ class DatasetSource(ABC):
         """The data root, or a one-line error when it is missing."""
         if options.root is None:
             raise DataError(
-                f"dataset {self.name!r} needs its files: pass --data-root DIR or set SKETCHBENCH_DATA"
-                + (f" (expected layout: {self.layout})" if self.layout else "")
+                f"dataset {self.name!r} needs its files: pass {{data_root}} DIR or set SKETCHBENCH_DATA"
+                + (f" (expected layout: {self.layout})" if self.layout else ""), settings=("data_root",)
             )
         root = Path(options.root).expanduser()
         if not root.exists():

@@ -47,9 +47,12 @@ def _limit(split: Split, limit: int, seed: int) -> Split:
 
 
 class RunData:
+    """A dataset limited by ``preset`` (its ``max_train_sketches``/``max_test_sketches``, a seeded
+    choice) with its renders and photos. It keeps no configuration: a method reads its preset from
+    its context (``self.ctx.preset``)."""
+
     def __init__(self, dataset: FGSBIRDataset, preset: Preset, cache: ArtifactCache | None = None, seed: int = 0) -> None:
         self.dataset = dataset
-        self.preset = preset
         self.cache = cache or ArtifactCache(None)
         self.train = _limit(dataset.train, preset.max_train_sketches, seed)
         self.test = _limit(dataset.test, preset.max_test_sketches, seed + 1)

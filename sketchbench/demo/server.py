@@ -42,6 +42,7 @@ from PIL import Image
 
 from sketchbench.base.artifacts import stable_hash
 from sketchbench.base.bounded import loads_json
+from sketchbench.base.canvas import is_dynamic
 from sketchbench.base.errors import SketchbenchError
 from sketchbench.data.dataset import SketchItem
 from sketchbench.data.queries import sketch_from_polylines
@@ -85,7 +86,7 @@ def png_bytes(image: np.ndarray) -> bytes:
 
 def model_label(cell: dict[str, Any]) -> str:
     teacher = f" ← {cell['teacher']}" if cell.get("teacher") else ""
-    canvas = "dynamic canvas" if cell["canvas"] == "dynamic" else f"{cell['canvas']}×{cell['canvas']}"
+    canvas = "dynamic canvas" if is_dynamic(cell["canvas"]) else f"{cell['canvas']}×{cell['canvas']}"
     acc = f", acc@1 {cell['acc1']:.1f}%" if isinstance(cell.get("acc1"), int | float) else ""
     return f"{cell['method']}{teacher} ({canvas}{acc})"
 
@@ -128,10 +129,11 @@ def load_models(results_path: Path, *, methods: tuple[str, ...] = (), dataset: s
                                + (f" (method {', '.join(methods)})" if methods else ""))
     datasets = sorted({c["dataset"] for c in cells})
     if len(datasets) > 1:
-        raise SketchbenchError(f"{results_path} holds several datasets ({', '.join(datasets)}): choose one with --dataset")
+        raise SketchbenchError(f"{results_path} holds several datasets ({', '.join(datasets)}): choose one with {{dataset}}",
+                               settings=("dataset",))
     seeds = sorted({int(c.get("seed", 0)) for c in cells})
     cells = [c for c in cells if int(c.get("seed", 0)) == seeds[0]]
-    cells.sort(key=lambda c: (c.get("role", "main") != "main", c["canvas"] != "dynamic", c["method"],
+    cells.sort(key=lambda c: (c.get("role", "main") != "main", not is_dynamic(c["canvas"]), c["method"],
                               canvas_order(c["canvas"])))
     shared = {} if models is None else models
     out = []
@@ -209,7 +211,8 @@ class DemoApp:
             raise SketchbenchError(f"no photo {index} in the gallery")
         key = (id(g), index)
         if key not in self._photos:
-            size = m.model.data.preset.photo_size if g.array is not None else max(SHOW_SIZE, m.model.data.preset.photo_size)
+            photo_size = m.model.method.ctx.preset.photo_size
+            size = photo_size if g.array is not None else max(SHOW_SIZE, photo_size)
             self._photos[key] = png_bytes(g.photo(index, size))
         return self._photos[key]
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from sketchbench.base.canvas import is_dynamic
 from sketchbench.data.rundata import RunData
 from sketchbench.measure.flops import count_flops, count_params
 from sketchbench.measure.latency import cell_latency
@@ -31,7 +32,7 @@ class FlopsTable:
 
 def evaluate(method: Method, data: RunData, canvas: int | str) -> dict[str, Any]:
     method.eval()
-    preset = data.preset
+    preset = method.ctx.preset
     bs = preset.eval_batch_size
     photos = data.photos("test")
     photo_emb = embed_in_batches(method.encode_photo, photos, bs)
@@ -40,7 +41,7 @@ def evaluate(method: Method, data: RunData, canvas: int | str) -> dict[str, Any]
     out: dict[str, Any] = {}
     method.sketch_branch().eval()
 
-    if canvas == "dynamic":
+    if is_dynamic(canvas):
         items = data.items("test")
         chosen = [int(c) for c in method.choose_canvases(data, "test")]
         if len(chosen) != len(items):
@@ -88,7 +89,7 @@ def evaluate(method: Method, data: RunData, canvas: int | str) -> dict[str, Any]
     out.update(timing)  # latency_ms (encoder), query_latency_ms (end to end), runtime, threads, batch
     out["num_queries"] = int(len(targets))
     out["gallery_size"] = int(photos.shape[0])
-    extra = method.extra_metrics(data, None if canvas == "dynamic" else int(canvas))
+    extra = method.extra_metrics(data, None if is_dynamic(canvas) else int(canvas))
     if extra:
         out["extra"] = extra
     return out

@@ -218,7 +218,7 @@ def _selector(method: Method, runtime: Runtime, data: RunData) -> tuple[Callable
     if not method.dynamic:
         return None
     if runtime.name == "onnxruntime":
-        graphs = method.export_modules(list(data.preset.canvases), data.preset.photo_size)
+        graphs = method.export_modules(list(method.ctx.preset.canvases), method.ctx.preset.photo_size)
         graph = next((g for g in graphs.values() if g.get("role") == "selector"), None)
         from sketchbench.measure.onnx import SELECTOR_INPUTS, export_onnx, ort_session, selector_input
 
@@ -305,7 +305,7 @@ def cell_latency(method: Method, data: RunData, canvas_counts: dict[int, int],
     A runtime that is not installed is an error; a module that runtime cannot take (an operator the
     ONNX exporter refuses, a compilation failure) leaves the latencies empty with ``latency_error``:
     latency is informational, the cell's accuracy and FLOPs stand."""
-    preset = data.preset
+    preset = method.ctx.preset
     name, threads_asked, batch = preset_runtime(preset, method.device)
     with torch_threads(threads_asked) as threads:
         runtime = Runtime(name, threads, method.device)
@@ -322,7 +322,7 @@ def cell_latency(method: Method, data: RunData, canvas_counts: dict[int, int],
 
 def _cell_latency(method: Method, data: RunData, runtime: Runtime, batch: int, canvas_counts: dict[int, int],
                   chosen: Sequence[int] | None) -> dict[str, Any]:
-    preset = data.preset
+    preset = method.ctx.preset
     repeats, warmup = preset.latency_repeats, preset.latency_warmup
     total = sum(canvas_counts.values())
     items = data.items("test")

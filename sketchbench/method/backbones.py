@@ -70,7 +70,7 @@ def match_keys(state: dict, model: nn.Module, what: str) -> dict[str, torch.Tens
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
     if not isinstance(state, dict):
-        raise SketchbenchError(f"{what} holds no state dict")
+        raise SketchbenchError(f"{what} holds no state dict", settings=("weights",))
     own = model.state_dict()
     matched: dict[str, torch.Tensor] = {}
     misfits: dict[str, torch.Tensor] = {}
@@ -95,12 +95,14 @@ def load_weights(model: nn.Module, path: Path, partial: bool = False) -> None:
 
     path = Path(path)
     if not path.is_file():
-        raise SketchbenchError(f"--weights {str(path)!r}: no such file")
+        raise SketchbenchError(f"{{weights}} {str(path)!r}: no such file", settings=("weights",))
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise SketchbenchError(f"--weights {str(path)!r} is not a readable PyTorch checkpoint ({type(exc).__name__})") from None
-    load_complete(model, match_keys(state, model, f"--weights {str(path)!r}"), f"--weights {str(path)!r}", partial=partial)
+        raise SketchbenchError(f"{{weights}} {str(path)!r} is not a readable PyTorch checkpoint ({type(exc).__name__})",
+                               settings=("weights",)) from None
+    what = f"{{weights}} {str(path)!r}"
+    load_complete(model, match_keys(state, model, what), what, partial=partial)
 
 
 def freeze_batchnorm(module: nn.Module) -> int:

@@ -51,17 +51,19 @@ class Param:
         """``value`` if it is allowed for this parameter, else one line naming it."""
         shown = value if shown is None else shown
         if self.choices is not None and value not in self.choices:
-            raise SketchbenchError(f"--param {name}={shown!r}: must be one of {', '.join(map(str, self.choices))}")
+            raise SketchbenchError(f"{{params}} {name}={shown!r}: must be one of {', '.join(map(str, self.choices))}",
+                                   settings=("params",))
         if isinstance(value, float) and not math.isfinite(value):
-            raise SketchbenchError(f"--param {name}={shown!r}: must be a finite number")
+            raise SketchbenchError(f"{{params}} {name}={shown!r}: must be a finite number", settings=("params",))
         if isinstance(value, int | float) and not isinstance(value, bool):
             if self.zero_is_preset and value == 0:
                 return value
             if self.min is not None and value < self.min:
-                raise SketchbenchError(f"--param {name}={shown!r}: must be at least {self.min:g}"
-                                       + (" (or 0 for the preset's value)" if self.zero_is_preset else ""))
+                raise SketchbenchError(f"{{params}} {name}={shown!r}: must be at least {self.min:g}"
+                                       + (" (or 0 for the preset's value)" if self.zero_is_preset else ""),
+                                       settings=("params",))
             if self.max is not None and value > self.max:
-                raise SketchbenchError(f"--param {name}={shown!r}: must be at most {self.max:g}")
+                raise SketchbenchError(f"{{params}} {name}={shown!r}: must be at most {self.max:g}", settings=("params",))
         return value
 
     def default_for(self, preset: str) -> Any:
@@ -80,9 +82,8 @@ class Param:
                 else:
                     value = kind(raw)
             except ValueError:
-                raise SketchbenchError(
-                    f"--param {name}={raw!r}: expected a {kind.__name__}"
-                ) from None
+                raise SketchbenchError(f"{{params}} {name}={raw!r}: expected a {kind.__name__}",
+                                       settings=("params",)) from None
         else:
             value = raw
         if kind is float and isinstance(value, int) and not isinstance(value, bool):

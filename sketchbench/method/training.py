@@ -79,7 +79,7 @@ class Trainer:
         if not np.isfinite(value):
             raise TrainingError(
                 f"{self.desc}: the loss became {value} at epoch {self.epoch + 1}, step {self.global_step + 1} "
-                "(try a lower learning rate: --set lr=...)"
+                "(try a lower learning rate: {overrides} lr=...)", settings=("overrides",)
             )
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()

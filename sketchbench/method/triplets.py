@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from sketchbench.base.errors import SketchbenchError
+from sketchbench.data.rundata import RunData
 from sketchbench.method.inputs import random_flip, random_shift
 from sketchbench.method.training import Trainer
 
@@ -79,12 +80,13 @@ class TripletBatch:
 
 
 def triplet_epochs(
-    data, trainer: Trainer, *, epochs: int, canvases: Sequence[int], seed: int, augment: bool = True,
+    data: RunData, trainer: Trainer, *, epochs: int, canvases: Sequence[int], batch_size: int, seed: int,
+    augment: bool = True,
     sketch_transform: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
     joint_flip: bool = False, shift: bool = True, max_steps: int | None = None,
 ) -> Iterator[TripletBatch]:
     """The triplet training loop every triplet-trained method shares: ``epochs`` passes over the
-    train split in batches of the preset's size, negatives never equal to the positive (hard
+    train split in batches of ``batch_size`` (the preset's: ``self.ctx.preset.batch_size``), negatives never equal to the positive (hard
     ones from the dataset's annotations when it has them), joint random flips of photos and
     flips + shifts of sketches (``augment``), sketches taken from the cached renders at each
     canvas. Seeded by ``seed``; the trainer's progress bar counts the steps.
@@ -96,17 +98,16 @@ def triplet_epochs(
     - ``shift=False``: no random shifts (a shifted sketch would no longer match a cached map);
     - ``max_steps``: stop after this many steps (pruning schedules), epochs rounded up to cover them.
     """
-    preset = data.preset
     sketches = {c: data.sketches("train", c) for c in canvases}
     photos, pairs = data.photos("train"), data.pairs("train")
     hard = data.split("train").hard_negatives
     rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(seed)
-    steps = max(1, (len(pairs) + preset.batch_size - 1) // preset.batch_size)
+    steps = max(1, (len(pairs) + batch_size - 1) // batch_size)
     total = steps * epochs if max_steps is None else max_steps
     taken = 0
     for _ in trainer.epochs(max(1, -(-total // steps)), steps):
-        for a, p, n in triplet_batches(pairs, photos.shape[0], preset.batch_size, rng, hard):
+        for a, p, n in triplet_batches(pairs, photos.shape[0], batch_size, rng, hard):
             if taken >= total:
                 return
             pos, neg = photos[p], photos[n]

@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from sketchbench.base.errors import DataError, SketchbenchError
+from sketchbench.base.errors import DataError, SketchbenchError, did_you_mean
 
 if TYPE_CHECKING:
     import torch
@@ -290,14 +290,14 @@ def load_complete(model: nn.Module, state: Mapping[str, torch.Tensor], what: str
     fits = {k: v for k, v in state.items() if k in own and tuple(getattr(v, "shape", ())) == tuple(own[k].shape)}
     missing = [k for k in wanted if k not in fits]
     if not fits:
-        raise SketchbenchError(f"{what}: no tensor matches the network's layers (0 of {len(wanted)})")
+        raise SketchbenchError(f"{what}: no tensor matches the network's layers (0 of {len(wanted)})", settings=("weights",))
     if missing and not partial:
         wrong = [k for k in missing if k in state]
         detail = f"e.g. {wrong[0]!r} has shape {tuple(state[wrong[0]].shape)}, not {tuple(own[wrong[0]].shape)}" if wrong \
             else f"e.g. {missing[0]!r} is missing"
         raise SketchbenchError(
             f"{what}: matched {len(wanted) - len(missing)} of {len(wanted)} tensors ({detail}); "
-            "refusing a partial load (pass --partial-weights to load it anyway)"
+            "refusing a partial load (pass {partial_weights} to load it anyway)", settings=("partial_weights", "weights")
         )
     model.load_state_dict(fits, strict=False)
     return len(fits)

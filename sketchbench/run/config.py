@@ -62,7 +62,7 @@ class RunConfig:
             "params": self.params,
             "preset": self.preset.to_dict(),
             "pretrained": list(self.pretrained) or False,
-            "weights": [f"{k}={file_digest(v)}" if k else file_digest(v) for k, v in split_specs(self.weights, "--weights")]
+            "weights": [f"{k}={file_digest(v)}" if k else file_digest(v) for k, v in split_specs(self.weights, "weights")]
             or None,
             "chain": self.chain,
             **({} if self.train else {"train": False}),
@@ -100,17 +100,18 @@ def file_digest(path: Path | str | None) -> str | None:
         return None
     p = Path(path)
     if not p.is_file():
-        raise SketchbenchError(f"--weights {str(p)!r}: no such file")
+        raise SketchbenchError(f"{{weights}} {str(p)!r}: no such file", settings=("weights",))
     return file_sha256(p)[:16]
 
 
-def split_specs(values: Sequence[str], option: str) -> list[tuple[str | None, str]]:
-    """``VALUE`` or ``METHOD=VALUE`` items of a repeatable option → ``(method or None, value)``."""
+def split_specs(values: Sequence[str], setting: str) -> list[tuple[str | None, str]]:
+    """``VALUE`` or ``METHOD=VALUE`` items of a repeatable setting (``pretrained``, ``weights``) →
+    ``(method or None, value)``."""
     out = []
     for raw in values:
         key, sep, value = str(raw).partition("=")
         if sep and not key.strip():
-            raise SketchbenchError(f"{option} {raw!r}: expected VALUE or METHOD=VALUE")
+            raise SketchbenchError(f"{{{setting}}} {raw!r}: expected VALUE or METHOD=VALUE", settings=(setting,))
         out.append((key.strip(), value.strip()) if sep else (None, str(raw).strip()))
     return out
 
@@ -119,7 +120,7 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise SketchbenchError("--device cuda was asked for, but no CUDA device is available")
+        raise SketchbenchError("{device} cuda was asked for, but no CUDA device is available", settings=("device",))
     try:
         return torch.device(name)
     except RuntimeError:

@@ -63,7 +63,7 @@ class SaveWeights(RunHook):
             torch.save({"state_dict": method.modules().state_dict()}, path)
         except OSError as exc:
             # the model is trained and cached and its cell will be evaluated: losing the export only warns
-            tqdm.write(f"warning: --save-weights: cannot write {str(path)!r}: {exc.strerror}")
+            tqdm.write(f"warning: cannot save the weights to {str(path)!r}: {exc.strerror}")
             return None
         log.info("saved %s weights to %s", name, path)
         return path

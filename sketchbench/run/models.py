@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from sketchbench.base.artifacts import ArtifactCache
+from sketchbench.base.canvas import DYNAMIC
 from sketchbench.base.errors import SketchbenchError
 from sketchbench.data.dataset import DatasetOptions, DatasetSource
 from sketchbench.data.rundata import RunData
@@ -77,7 +78,7 @@ class Models:
         up = self.plan.upstream_of(name)
         if up is not None:
             up_teacher = teacher if self.plan.takes_teacher(up) else None
-            upstream_obj, upstream_key, _ = self.obtain(up, up_teacher, dataset, "dynamic", seed)
+            upstream_obj, upstream_key, _ = self.obtain(up, up_teacher, dataset, DYNAMIC, seed)
         data = self.data(dataset, seed)
         key = self.identity.trained_key(name, teacher_key=teacher_key, upstream_key=upstream_key,
                                         data_fingerprint=data.fingerprint, canvases=canvases, seed=seed)
@@ -89,8 +90,8 @@ class Models:
             if not self.config.allow_training:
                 raise SketchbenchError(
                     f"{name} on {dataset} (seed {seed}) is not trained yet: no checkpoint in {self.cache.root}; "
-                    "train it first with the sketchbench run that made the results file (same --cache-dir)"
-                )
+                    "train it first with the sketchbench run that made the results file (same {cache_dir})",
+                    settings=("cache_dir",))
             state = self._train(method, key, data, canvases, teacher_obj)
         seconds = float(state.get("train_seconds", 0.0)) if isinstance(state, dict) else 0.0
         method.eval()
@@ -137,7 +138,7 @@ class Models:
         """Train ``method`` now and store its checkpoint (rank 0 alone under torchrun)."""
         ctx = method.ctx
         if not (ctx.pretrained or ctx.weights):
-            log.info("%s: weights are randomly initialised (no --pretrained or --weights)", ctx.name)
+            log.info("%s: weights are randomly initialised (no pretrained weights, no weights file)", ctx.name)
         t0 = time.perf_counter()
         method.train(data, canvases, teacher=teacher)
         state = method.state()

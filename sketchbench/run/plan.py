@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sketchbench.base.canvas import DYNAMIC, is_dynamic
 from sketchbench.base.errors import SketchbenchError
 from sketchbench.method.interface import Method
 from sketchbench.method.params import identity_params, resolve_params
@@ -64,7 +65,7 @@ class Plan:
         if teacher is None and up is not None:
             teacher = self.teacher_for(up)
         if teacher is None:
-            raise SketchbenchError(f"method {name!r} needs a teacher: pass --teacher NAME")
+            raise SketchbenchError(f"method {name!r} needs a teacher: pass {{teacher}} NAME", settings=("teacher",))
         return teacher
 
     def chain_methods(self) -> list[str]:
@@ -88,7 +89,7 @@ class Plan:
     def train_canvases(self, name: str, canvas: int | str) -> tuple[int, ...]:
         """The canvases ``name`` trains on to be evaluated at ``canvas``."""
         cls = self.method_class(name)
-        if cls.multi_canvas or cls.dynamic or canvas == "dynamic":
+        if cls.multi_canvas or cls.dynamic or is_dynamic(canvas):
             return tuple(self.preset.canvases)
         return (int(canvas),)
 
@@ -129,14 +130,14 @@ class Plan:
         """(per-method ``--pretrained``, blanket ``--pretrained``, per-method ``--weights``, blanket ``--weights``)."""
         per_p: dict[str, str] = {}
         blanket_p: str | None = None
-        for method, value in split_specs(self.config.pretrained, "--pretrained"):
+        for method, value in split_specs(self.config.pretrained, "pretrained"):
             if method is None:
                 blanket_p = value or AUTO
             else:
                 per_p[self.host.methods.entry(method).name] = value or AUTO
         per_w: dict[str, Path] = {}
         blanket_w: Path | None = None
-        for method, value in split_specs(self.config.weights, "--weights"):
+        for method, value in split_specs(self.config.weights, "weights"):
             if method is None:
                 blanket_w = Path(value)
             else:
@@ -151,8 +152,8 @@ class Plan:
         backbones = self.method_class(name).pretrained_backbones(self.params_for(name))
         if name in per:
             if per[name] != NONE and not backbones:
-                raise SketchbenchError(f"--pretrained {name}={per[name]}: {name!r} has no backbone a weight source can fill "
-                                       "(it trains from scratch)")
+                raise SketchbenchError(f"{{pretrained}} {name}={per[name]}: {name!r} has no backbone a weight source can "
+                                       "fill (it trains from scratch)", settings=("pretrained",))
             choice: str | None = per[name]
         else:
             choice = blanket if blanket is not None else self.preset.pretrained
@@ -196,10 +197,10 @@ class Plan:
                         up = self.upstream_of(name)
                         while up is not None:
                             upcls = self.method_class(up)
-                            for cv in ("dynamic",) if upcls.dynamic else canvases:
+                            for cv in (DYNAMIC,) if upcls.dynamic else canvases:
                                 out.append(GridCell(up, self.teacher_for(up), dataset, cv, seed, "upstream"))
                             up = self.upstream_of(up)
-                    for cv in ("dynamic",) if cls.dynamic else canvases:
+                    for cv in (DYNAMIC,) if cls.dynamic else canvases:
                         out.append(GridCell(name, teacher, dataset, cv, seed))
         unique = list(dict.fromkeys(out))
         k, n = c.shard
@@ -218,11 +219,11 @@ class Plan:
         if not c.train:
             dynamic = [m for m in c.methods if self.method_class(m).dynamic]
             if dynamic:
-                raise SketchbenchError(f"--no-train: {dynamic[0]!r} picks canvases with a trained selector; "
-                                       "evaluate its upstream untrained instead")
+                raise SketchbenchError(f"{{train}}: {dynamic[0]!r} picks canvases with a trained selector; "
+                                       "evaluate its upstream untrained instead", settings=("train",))
         self._check_init()
         if not c.datasets:
-            raise SketchbenchError("no dataset: pass --dataset NAME (sketchbench list datasets)")
+            raise SketchbenchError("no dataset: pass {datasets} NAME (sketchbench list datasets)", settings=("datasets",))
 
     def _check_chains(self) -> None:
         """Each upstream chain names registered methods and ends."""
@@ -241,12 +242,13 @@ class Plan:
             tcls = self.method_class(c.teacher)
             if self.takes_teacher(c.teacher) or tcls.dynamic:
                 raise SketchbenchError(
-                    f"--teacher {c.teacher!r} is itself a {'dynamic method' if tcls.dynamic else 'student'}; "
-                    "pick a teacher method (sketchbench list methods)"
+                    f"{{teacher}} {c.teacher!r} is itself a {'dynamic method' if tcls.dynamic else 'student'}; "
+                    "pick a teacher method (sketchbench list methods)", settings=("teacher",)
                 )
             no_teacher = [m for m in c.methods if not self.takes_teacher(m)]
             if no_teacher and len(no_teacher) == len(c.methods):
-                raise SketchbenchError(f"method {no_teacher[0]!r} takes no teacher, but --teacher {c.teacher} was given")
+                raise SketchbenchError(f"method {no_teacher[0]!r} takes no teacher, but {{teacher}} {c.teacher} was given",
+                                       settings=("teacher",))
         for m in c.methods:
             self.teacher_for(m)  # raises when a student has no teacher
 
@@ -270,8 +272,8 @@ class Plan:
         chain = set(self.chain_methods())
         for name in [*per_p, *per_w]:
             if name not in chain:
-                raise SketchbenchError(f"--pretrained/--weights name {name!r}, which this run does not train "
-                                       f"(it trains {', '.join(sorted(chain))})")
+                raise SketchbenchError(f"{{pretrained}}/{{weights}} name {name!r}, which this run does not train "
+                                       f"(it trains {', '.join(sorted(chain))})", settings=("pretrained", "weights"))
         if blanket_p not in (None, NONE) and not any(self.pretrained_for(n) for n in chain):
-            raise SketchbenchError(f"--pretrained {blanket_p}: no method of this run has a backbone a weight source can fill "
-                                   f"({', '.join(sorted(chain))} train from scratch)")
+            raise SketchbenchError(f"{{pretrained}} {blanket_p}: no method of this run has a backbone a weight source can "
+                                   f"fill ({', '.join(sorted(chain))} train from scratch)", settings=("pretrained",))

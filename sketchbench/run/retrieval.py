@@ -29,6 +29,7 @@ import torch
 from sketchbench.base.artifacts import ArtifactCache, stable_hash
 from sketchbench.base.canvas import is_dynamic
 from sketchbench.base.errors import DataError
+from sketchbench.base.preset import Preset
 from sketchbench.data.dataset import FGSBIRDataset, SketchItem, Split, fingerprint_files
 from sketchbench.data.queries import display_name, list_photos, load_photo, load_photos
 from sketchbench.data.rundata import RunData
@@ -121,15 +122,15 @@ class QueryResult:
         return [(i, self.distances[i]) for i in self.order[: max(0, k)]]
 
 
-def query_data(items: Sequence[SketchItem], model_data: RunData) -> RunData:
-    """A :class:`RunData` whose test split is ``items`` (and whose train split, preset and seed are the
-    model's): what a method's evaluation hooks expect. Its renders stay in its own memory."""
+def query_data(items: Sequence[SketchItem], model_data: RunData, preset: Preset) -> RunData:
+    """A :class:`RunData` whose test split is ``items`` (and whose train split is the model's, at the
+    model's ``preset``): what a method's evaluation hooks expect. Its renders stay in its own memory."""
     split = Split(sketches=list(items), photo_ids=[], photos=None)
     # a fresh identity: its renders live in its own memory-only store, never shared with another
     key = stable_hash([model_data.fingerprint, "queries", time.time_ns(), id(split)])
     ds = FGSBIRDataset(name=model_data.name, train=model_data.train, test=split,
                        meta={"photos": "a query split has no photos"}, fingerprint=key)
-    qdata = RunData(ds, model_data.preset, ArtifactCache(None, memory=False), seed=0)
+    qdata = RunData(ds, preset, ArtifactCache(None, memory=False), seed=0)
     qdata.train, qdata.test = model_data.train, split  # no preset limit on the queries
     return qdata
 
@@ -141,7 +142,7 @@ class Retriever:
         self.model = model
         self.method = model.method.eval()
         self.gallery = gallery
-        self.preset = model.data.preset
+        self.preset = self.method.ctx.preset
         self.flops = FlopsTable(self.method)
         self._selector_flops: dict[Any, float] = {}
         self.cache_hit = False
@@ -201,7 +202,7 @@ class Retriever:
         gallery = self.embeddings()
         t0 = time.perf_counter()
         method = self.method
-        qdata = query_data(items, self.model.data)
+        qdata = query_data(items, self.model.data, self.preset)
         n = len(items)
         if self.dynamic:
             # a copy of the list: the method sees arbitrary sketches, not a split it may have memoised

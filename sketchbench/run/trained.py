@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sketchbench.base.canvas import canvas_order
 from sketchbench.base.errors import SketchbenchError
 from sketchbench.data.rundata import RunData
 from sketchbench.method.interface import Method
@@ -55,8 +56,9 @@ def select_cell(results: dict[str, Any], path: str, method: str | None = None, c
         # one trained model may serve several canvases (multi-canvas students): pick the largest
         methods = {c["method"] for c in cells}
         if len(methods) > 1:
-            raise SketchbenchError(f"{path} holds several methods ({', '.join(sorted(methods))}): choose one with --method")
-    cells.sort(key=lambda c: (c["canvas"] == "dynamic", c["canvas"] if c["canvas"] != "dynamic" else 0))
+            raise SketchbenchError(f"{path} holds several methods ({', '.join(sorted(methods))}): choose one with {{method}}",
+                                   settings=("method",))
+    cells.sort(key=lambda c: canvas_order(c["canvas"]))
     return cells[-1]
 
 

@@ -83,10 +83,10 @@ class ExamplePixels(Method):
     def train(self, data: RunData, canvases: Sequence[int], teacher: Method | None = None) -> None:
         # the loop every triplet-trained method shares: batches of the preset's size, negatives
         # never the positive (hard ones when the dataset has them), augmentation, the cached renders
-        trainer = Trainer(self.net.parameters(), lr=self.p["lr"] or data.preset.lr, device=self.device, desc=self.ctx.name)
+        trainer = Trainer(self.net.parameters(), lr=self.p["lr"] or self.ctx.preset.lr, device=self.device, desc=self.ctx.name)
         self.net.train()
-        for b in triplet_epochs(data, trainer, epochs=self.p["epochs"] or data.preset.epochs, canvases=canvases,
-                                seed=self.ctx.seed, augment=self.p["flip"]):
+        for b in triplet_epochs(data, trainer, epochs=self.p["epochs"] or self.ctx.preset.epochs, canvases=canvases,
+                                batch_size=self.ctx.preset.batch_size, seed=self.ctx.seed, augment=self.p["flip"]):
             with trainer.autocast():
                 fp, fn = self._embed(b.pos), self._embed(b.neg)
                 # one canvas unless the method is multi_canvas: the mean over them
