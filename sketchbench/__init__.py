@@ -1,10 +1,17 @@
 """sketchbench: a benchmark library for efficient fine-grained sketch-based image retrieval.
 
+From Python (a notebook, a script): one call per job, as the command line does it::
+
+    import sketchbench
+    results = sketchbench.run_grid("sketchynet-v2", "synthetic", preset="smoke")
+    model = sketchbench.load_model(results, method="sketchynet-v2")
+    answer = model.retrieve([[[10, 10], [60, 80]]])
+
 Public API for plugin authors::
 
     from sketchbench import hookimpl, Method, MethodContext, Param, DatasetSource, ...
 
-Write a plugin: ``docs/writing-plugins.md``.
+Write a plugin: ``docs/writing-plugins.md``; use it from Python: ``docs/quickstart.md``.
 """
 
 from __future__ import annotations
@@ -49,4 +56,17 @@ __all__ = [
     "render_sketch", "stroke_width", "vectorise", "WeightSource", "load_pickle", "progress_bar", "stable_hash",
     "ArtifactCache", "default_cache_dir", "DataLimits", "PointBudget", "data_limits", "load_svg_sketch", "grey_on_white",
     "loads_json", "read_bounded", "read_json",
+    "load_model", "run_grid",
 ]
+
+#: the Python API (:mod:`sketchbench.run.api`), imported on first use: a plugin that imports
+#: ``sketchbench`` for its interfaces does not pay for the grid runner
+_API = ("load_model", "run_grid")
+
+
+def __getattr__(name: str) -> object:
+    if name in _API:
+        from sketchbench.run import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'sketchbench' has no attribute {name!r}")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from sketchbench.cli.options import SEED, choose_preset, plugin_host, preset_options, runner_for
+from sketchbench.cli.options import SEED, plugin_host, preset_options
 
 EPILOG = """\b
 Examples:
@@ -62,18 +62,13 @@ def demo(results_path, methods, dataset, preset, overrides, seed, data_root, cac
     built: dict = {}
     if results_path is None:
         from sketchbench.base.artifacts import stable_hash
-        from sketchbench.cli.options import expand_names
         from sketchbench.method.params import parse_key_values
-        from sketchbench.run.config import RunConfig
-        from sketchbench.run.presets import load_preset
+        from sketchbench.run.api import run_config, runner_for
 
         host_ = plugin_host()
-        p = load_preset(choose_preset(preset, device), parse_key_values(overrides, "--set"))
-        config = RunConfig(
-            methods=expand_names(tuple(methods) or ("sketchynet-v2",), host_.methods, "--method"),
-            datasets=expand_names((dataset or "synthetic",), host_.datasets, "--dataset"), preset=p,
-            seeds=[0 if seed is None else seed], device=device, data_root=data_root, cache_dir=cache_dir, out=out,
-        )
+        config = run_config(tuple(methods) or ("sketchynet-v2",), (dataset or "synthetic",), preset=preset,
+                            overrides=parse_key_values(overrides, "--set"), seeds=[0 if seed is None else seed],
+                            device=device, host=host_, data_root=data_root, cache_dir=cache_dir, out=out)
         runner = runner_for(config, host_, preset_named=preset is not None)
         click.echo(f"training or reusing {', '.join(runner.plan.chain_methods())} on {config.datasets[0]} "
                    f"(preset {runner.config.preset.name}; cached models are reused) ...", err=True)

@@ -3,7 +3,6 @@ decorators, so ``run`` and ``bench`` cannot drift apart), and parsing of canvase
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -59,64 +58,12 @@ init_options = _stack(
 
 
 def choose_preset(name: str | None, device: str) -> str:
-    """The preset to run: the one named, else ``paper`` on CUDA; on a CPU ``cpu-imagenet`` (the CPU
-    recipe from ImageNet starts) when an offline weight source is installed, ``cpu`` otherwise."""
+    """The preset to run: the one named, else :func:`sketchbench.run.presets.default_preset`."""
     if name:
         return name
-    import torch
+    from sketchbench.run.presets import default_preset
 
-    if device != "cpu" and torch.cuda.is_available():
-        return "paper"
-    from sketchbench.method.pretrained import sources
-
-    offline = [s for s in sources() if not s.online and any(s.available(b) for b in s.backbones if "*" not in b)]
-    return "cpu-imagenet" if offline else "cpu"
-
-
-#: a preset chosen by default (not named) that needs weights -> the preset to run when they are missing
-FALLBACK_PRESET = {"cpu-imagenet": "cpu"}
-
-
-def fit_machine(preset: Any) -> None:
-    """Refuse preset values this machine cannot honour (checked for the command line, not when a
-    recorded run is rebuilt): more latency threads than it has cores."""
-    cores = os.cpu_count() or 1
-    if preset.latency_threads > cores:
-        raise SketchbenchError(f"preset value latency_threads={preset.latency_threads}: this machine has {cores} "
-                               "cores (0 = torch's current count)")
-
-
-def runner_for(config: Any, host: Any, *, preset_named: bool) -> Any:
-    """The run's :class:`~sketchbench.run.loop.Runner`. When the preset was chosen by default and
-    some method of the run needs pretrained weights that are not installed (``cpu-imagenet`` with the
-    ``weights`` extra but no ``weights fetch``), the run falls back to ``cpu`` (random init) with a
-    note on stderr instead of stopping; a preset named with ``--preset`` is never swapped."""
-    import dataclasses
-
-    from sketchbench.method.weights import WeightsMissing
-    from sketchbench.run.loop import Runner
-    from sketchbench.run.presets import load_preset
-
-    fit_machine(config.preset)
-    try:
-        return Runner(config, host)
-    except WeightsMissing as exc:
-        fallback = FALLBACK_PRESET.get(config.preset.name)
-        if preset_named or fallback is None:
-            raise
-        click.echo(f"note: preset {config.preset.name!r} (the default here) needs pretrained weights that are not "
-                   f"installed ({exc}); running preset {fallback!r} (random init) instead. Fetch the weights "
-                   f"with 'sketchbench weights fetch --all', or choose with --preset.", err=True)
-        preset = load_preset(fallback, dict(config.preset.overrides))
-        return Runner(dataclasses.replace(config, preset=preset), host)
-
-
-def canvas_option(value: tuple[str, ...], preset) -> list[int] | None:
-    from sketchbench.run.presets import check_canvas
-
-    if not value or "all" in value:
-        return None
-    return [check_canvas(v) for v in value]
+    return default_preset(device)
 
 
 def parse_shard(value: str | None) -> tuple[int, int]:
@@ -129,23 +76,6 @@ def parse_shard(value: str | None) -> tuple[int, int]:
     if n < 1 or not 1 <= i <= n:
         raise SketchbenchError(f"--shard {value!r}: need 1 <= I <= N")
     return (i, n)
-
-
-def expand_names(names: tuple[str, ...], registry, option: str | None = None) -> list[str]:
-    """Names (repeated, comma-separated, or ``all``) as registered names. Names that were given but
-    name nothing (``-m ''``, ``-m ,``) are refused: a command that would do nothing fails."""
-    out: list[str] = []
-    for n in names:
-        for part in n.split(","):
-            part = part.strip()
-            if part == "all":
-                out += registry.names()
-            elif part:
-                out.append(registry.entry(part).name)
-    if names and not out:
-        shown = " ".join(repr(n) for n in names)
-        raise SketchbenchError(f"{option or registry.kind} {shown}: names no {registry.kind}; see 'sketchbench list'")
-    return list(dict.fromkeys(out))
 
 
 #: a seed NumPy and torch both take

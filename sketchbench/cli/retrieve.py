@@ -10,7 +10,6 @@ from typing import Any
 import click
 
 from sketchbench.base.canvas import is_dynamic
-from sketchbench.base.errors import SketchbenchError
 
 EPILOG = """\b
 Examples:
@@ -37,15 +36,6 @@ def model_options(fn):
     ]):
         fn = decorator(fn)
     return fn
-
-
-def open_gallery(gallery: str, model: Any) -> Any:
-    """``test``/``train`` (the cell's dataset split) or a folder of photos."""
-    from sketchbench.run.retrieval import Gallery
-
-    if gallery in ("test", "train"):
-        return Gallery.from_split(model.data, gallery)
-    return Gallery.from_folder(Path(gallery))
 
 
 def describe_model(model: Any, results: Path) -> str:
@@ -77,15 +67,13 @@ def retrieve(queries, results_path, method, canvas, seed, dataset, data_root, ca
     only encodes the sketch.
     """
     from sketchbench.data.queries import read_query
-    from sketchbench.run.retrieval import Retriever, result_dict
-    from sketchbench.run.trained import load_trained
+    from sketchbench.run.api import load_model
+    from sketchbench.run.retrieval import result_dict
 
     items = [read_query(q) for q in queries]  # bad input fails before any model is loaded
-    if not Path(results_path).is_file():
-        raise SketchbenchError(f"results file {str(results_path)!r} does not exist")
-    model = load_trained(Path(results_path), method=method, canvas=canvas, seed=seed, dataset=dataset,
-                         data_root=data_root, cache_dir=cache_dir, device=device)
-    retriever = Retriever(model, open_gallery(gallery, model))
+    model = load_model(results_path, method=method, canvas=canvas, seed=seed, dataset=dataset,
+                       data_root=data_root, cache_dir=cache_dir, device=device)
+    retriever = model.retriever(gallery)
     answers = retriever.search(items)
     top = min(top, len(retriever.gallery))
     if fmt == "json":

@@ -10,16 +10,12 @@ import click
 from sketchbench.base.errors import SketchbenchError
 from sketchbench.cli.options import (
     SEED,
-    canvas_option,
     choose_preset,
     environment_options,
-    expand_names,
-    fit_machine,
     init_options,
     parse_shard,
     plugin_host,
     preset_options,
-    runner_for,
 )
 
 EPILOG_RUN = """\b
@@ -65,53 +61,25 @@ def run(methods, datasets, teacher, canvases, preset, overrides, seeds, params, 
     Teachers are trained once and cached; a rerun with the same --out resumes and skips
     finished cells. The exit code is 1 when some cells failed (they are recorded with errors).
     """
-    from sketchbench.base.artifacts import default_cache_dir
     from sketchbench.method.params import parse_key_values
-    from sketchbench.results.report import render
-    from sketchbench.results.schema import cells_of
-    from sketchbench.run.config import RunConfig
-    from sketchbench.run.presets import load_preset
+    from sketchbench.run.api import run_grid
 
-    host = plugin_host()
-    p = load_preset(choose_preset(preset, device), parse_key_values(overrides, "--set"))
     if save_weights is not None:
         try:  # fail before any training, not after it
             save_weights.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise SketchbenchError(f"--save-weights {str(save_weights)!r}: cannot create the folder: {exc.strerror}") from None
-    config = RunConfig(
-        methods=expand_names(methods, host.methods, "--method"),
-        datasets=expand_names(datasets, host.datasets, "--dataset"),
-        preset=p,
-        canvases=canvas_option(canvases, p),
-        teacher=host.methods.entry(teacher).name if teacher else None,
-        seeds=list(dict.fromkeys(seeds)),
-        params=parse_key_values(params, "--param"),
-        device=device,
-        data_root=data_root,
-        cache_dir=cache_dir or default_cache_dir(),
-        out=out,
-        pretrained=tuple(pretrained),
-        weights=tuple(weights),
-        partial_weights=partial_weights,
-        chain=not no_chain,
-        train=not no_train,
-        shard=parse_shard(shard),
-        debug=debug,
-        save_weights=save_weights,
+    results = run_grid(
+        methods, datasets, canvases=canvases or None, seeds=seeds, preset=preset,
+        overrides=parse_key_values(overrides, "--set"), teacher=teacher, params=parse_key_values(params, "--param"),
+        device=device, host=plugin_host(), data_root=data_root, cache_dir=cache_dir, out=out, pretrained=pretrained,
+        weights=weights, partial_weights=partial_weights, chain=not no_chain, train=not no_train,
+        shard=parse_shard(shard), debug=debug, save_weights=save_weights,
     )
-    from sketchbench.method.distributed import is_main, shutdown
-
-    runner = runner_for(config, host, preset_named=preset is not None)
-    try:
-        results, code = runner.run()
-        main_process = is_main()
-    finally:
-        shutdown()
-    if main_process:
-        click.echo(render(cells_of(results), fmt))
-        click.echo(f"\nresults: {results['path']}", err=True)
-    sys.exit(int(code))
+    if results.main_process:
+        click.echo(results.table(fmt))
+        click.echo(f"\nresults: {results.path}", err=True)
+    sys.exit(int(results.exit_code))
 
 
 @click.command()
@@ -139,9 +107,10 @@ def bench(name, preset, overrides, datasets, seeds, params, device, data_root, c
     """
     from sketchbench.base.artifacts import default_cache_dir
     from sketchbench.method.params import parse_key_values
+    from sketchbench.run.api import expand_names, runner_for
     from sketchbench.run.bench import bench_names, default_bench_dir, load_spec, run_bench
     from sketchbench.run.config import RunConfig
-    from sketchbench.run.presets import load_preset
+    from sketchbench.run.presets import fit_machine, load_preset
 
     bdir = bench_dir or default_bench_dir()
     if name is None:
@@ -154,7 +123,7 @@ def bench(name, preset, overrides, datasets, seeds, params, device, data_root, c
     p = load_preset(preset_name, parse_key_values(overrides, "--set"))
     host = plugin_host()
     base = RunConfig(
-        methods=[], datasets=expand_names(tuple(datasets) or tuple(spec.get("datasets", [])), host.datasets),
+        methods=[], datasets=expand_names(tuple(datasets) or tuple(spec.get("datasets", [])), host.datasets, "datasets"),
         preset=p, seeds=list(dict.fromkeys(seeds or spec.get("seeds", [0]))),
         params=parse_key_values(params, "--param"), device=device, data_root=data_root,
         cache_dir=cache_dir or default_cache_dir(), pretrained=tuple(pretrained), weights=tuple(weights),

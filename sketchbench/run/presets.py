@@ -21,6 +21,34 @@ def preset_names() -> list[str]:
     return sorted(p.name[:-5] for p in files.iterdir() if p.name.endswith(".toml"))
 
 
+def default_preset(device: str = "auto") -> str:
+    """The preset a run gets when none is named: ``paper`` on CUDA; on a CPU ``cpu-imagenet`` (the
+    CPU recipe from ImageNet starts) when an offline weight source is installed, ``cpu`` otherwise."""
+    import torch
+
+    if device != "cpu" and torch.cuda.is_available():
+        return "paper"
+    from sketchbench.method.pretrained import sources
+
+    offline = [s for s in sources() if not s.online and any(s.available(b) for b in s.backbones if "*" not in b)]
+    return "cpu-imagenet" if offline else "cpu"
+
+
+#: a preset chosen by default (not named) that needs weights -> the preset to run when they are missing
+FALLBACK_PRESET = {"cpu-imagenet": "cpu"}
+
+
+def fit_machine(preset: Preset) -> None:
+    """Refuse preset values this machine cannot honour (checked for a new run, not when a recorded
+    run is rebuilt): more latency threads than it has cores."""
+    import os
+
+    cores = os.cpu_count() or 1
+    if preset.latency_threads > cores:
+        raise SketchbenchError(f"preset value latency_threads={preset.latency_threads}: this machine has {cores} "
+                               "cores (0 = torch's current count)")
+
+
 def check_canvas(value: Any) -> int:
     """A canvas size: a positive integer up to 1024."""
     try:
