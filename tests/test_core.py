@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from sketchbench.base.errors import PluginError, SketchbenchError
+from sketchbench.cli.options import FLAGS
 from sketchbench.host.registry import Registry
 from sketchbench.measure.flops import count_flops, flop_counter_mode_flops
 from sketchbench.measure.metrics import ranks, retrieval_metrics
@@ -178,7 +179,8 @@ def test_weights_file_loads_and_bad_weights_fail(tmp_path):
     total = sum(1 for k in dst.state_dict() if not k.endswith("num_batches_tracked"))
     with pytest.raises(SketchbenchError, match=f"matched 1 of {total} tensors") as err:
         load_weights(dst, tmp_path / "one.pth")
-    assert "--partial-weights" in str(err.value) and "\n" not in str(err.value)
+    assert "pass partial_weights" in str(err.value) and "\n" not in str(err.value)
+    assert "pass --partial-weights" in err.value.spelled(FLAGS)  # as the command line says it
     load_weights(dst, tmp_path / "one.pth", partial=True)
     # a tensor of the wrong shape counts as unfilled, and the message says which
     bad = dict(src.state_dict())

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from sketchbench.method.registries import get_host
 from sketchbench.run.config import RunConfig
 from sketchbench.run.identity import config_hash
 from sketchbench.run.loop import Runner
 from sketchbench.run.presets import load_preset
-from sketchbench.testing import get_host
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAIN = ("triplet-sn", "sketchynet-v1", "sketchynet-v2")
