@@ -28,6 +28,7 @@ import torch
 
 from sketchbench.base.artifacts import ArtifactCache
 from sketchbench.data.rundata import RunData
+from sketchbench.run.presets import load_preset
 from sketchbench.testing import build_method, tiny_data
 from sketchbench.training import seed_everything
 
@@ -57,7 +58,7 @@ def timed_train(name: str, data: RunData, args: argparse.Namespace, teacher=None
     if args.device.startswith("cuda"):
         torch.cuda.synchronize()
     t0 = time.perf_counter()
-    m.train(data, data.preset.canvases, teacher=teacher)
+    m.train(data, m.ctx.preset.canvases, teacher=teacher)
     if args.device.startswith("cuda"):
         torch.cuda.synchronize()
     return time.perf_counter() - t0
@@ -70,15 +71,16 @@ def main(argv: list[str] | None = None) -> int:
     from sketchbench_students import teacher_cache
 
     base = tiny_data(args.dataset, args.preset, seed=args.seed)
+    preset = load_preset(args.preset)
     with tempfile.TemporaryDirectory(prefix="distill-cost-") as tmp:
-        data = RunData(base.dataset, base.preset, ArtifactCache(Path(tmp)), seed=args.seed)
-        for c in data.preset.canvases:  # renders are shared by both students: not part of either's cost
+        data = RunData(base.dataset, preset, ArtifactCache(Path(tmp)), seed=args.seed)
+        for c in preset.canvases:  # renders are shared by both students: not part of either's cost
             data.sketches("train", c)
         seed_everything(args.seed)
         teacher = build_method(args.teacher, preset=args.preset, seed=args.seed, device=args.device,
                                epochs=args.teacher_epochs)
         t0 = time.perf_counter()
-        teacher.train(data, (data.preset.full_canvas,))
+        teacher.train(data, (preset.full_canvas,))
         teacher.eval()
         teacher_s = time.perf_counter() - t0
 
@@ -93,8 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     med_plain, med_kd = statistics.median(plain), statistics.median(distilled)
     ratio = med_kd / med_plain
     out = {
-        "dataset": args.dataset, "preset": args.preset, "epochs": args.epochs or data.preset.epochs,
-        "train_sketches": len(data.items("train")), "canvases": list(data.preset.canvases),
+        "dataset": args.dataset, "preset": args.preset, "epochs": args.epochs or preset.epochs,
+        "train_sketches": len(data.items("train")), "canvases": list(preset.canvases),
         "backbone": args.backbone, "teacher": args.teacher, "device": args.device,
         "threads": torch.get_num_threads(), "teacher_train_s": teacher_s,
         "mobilenetv2_sn_s": plain, "sketchynet_v1_s": distilled, "sketchynet_v1_cold_s": cold,

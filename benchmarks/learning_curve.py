@@ -36,15 +36,15 @@ def main(method, dataset, data_root, preset, canvas, epochs, seed, params) -> No
     m = build_method(method, preset=preset, seed=seed, **parse_key_values(params, "--param"))
     if not all(hasattr(m, a) for a in ("make_trainer", "loss", "embed")):
         raise click.UsageError(f"{method} is not a Sketch-a-Net teacher (needs make_trainer, loss, embed)")
-    steps = -(-len(data.pairs("train")) // data.preset.batch_size)
+    steps = -(-len(data.pairs("train")) // m.ctx.preset.batch_size)
     print(f"{method} on {dataset} @ {canvas}, preset {preset}, seed {seed}, params {dict(m.p)}\n")
     print("| epoch | loss | acc@1 (%) | acc@10 (%) |\n|---|---|---|---|")
     with torch.inference_mode():
         cell = evaluate(m, data, canvas)
     print(f"| 0 (untrained) | - | {cell['acc1']:.2f} | {cell['acc10']:.2f} |", flush=True)
-    trainer = m.make_trainer(data.preset.lr)
+    trainer = m.make_trainer(m.ctx.preset.lr)
     m.modules().train()
-    for i, b in enumerate(triplet_epochs(data, trainer, epochs=epochs, canvases=[canvas], seed=seed,
+    for i, b in enumerate(triplet_epochs(data, trainer, epochs=epochs, canvases=[canvas], batch_size=m.ctx.preset.batch_size, seed=seed,
                                          augment=m.p.get("augment", True))):
         fp, fn = m.embed(b.pos), m.embed(b.neg)
         trainer.step(sum(m.loss(m.embed(s), fp, fn) for s in b.sketches.values()) / len(b.sketches))

@@ -95,7 +95,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from sketchbench import DatasetOptions
-    from sketchbench.host.plugins import get_host
+    from sketchbench.method.registries import get_host
 
     spec = importlib.util.spec_from_file_location("simplify_oracle", ROOT / "tests" / "test_simplify.py")
     oracle_mod = importlib.util.module_from_spec(spec)

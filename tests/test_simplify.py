@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from sketchbench import DatasetOptions, Sketch, load_svg_sketch
-from sketchbench.host.plugins import get_host
+from sketchbench.method.registries import get_host
 from sketchbench.testing import run_cli
 from sketchbench_query import RECIPES, SketchInputError, render_points, selector_input, simplify, stroke5
 
