@@ -123,3 +123,14 @@ def test_the_checker_sees_deferred_and_type_only_imports():
               "def f():\n    from sketchbench.cli import main\n    from . import canvas\n")
     found = {t for _, t in imports(CORE / "base" / "errors.py", modules(), source)}
     assert found == {"sketchbench.run.plan", "sketchbench.cli.main", "sketchbench.base.canvas"}
+
+
+def test_the_query_package_imports_nothing_of_the_core():
+    """``sketchbench_query`` sits below the core (torch-free deployment): the core imports it, never back."""
+    bad = []
+    for path in sorted((ROOT / "sketchbench_query").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else \
+                [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            bad += [f"{path.relative_to(ROOT)}:{node.lineno} imports {n}" for n in names if n.split(".")[0] == "sketchbench"]
+    assert not bad, "\n".join(bad)
