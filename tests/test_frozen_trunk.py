@@ -13,11 +13,10 @@ from sketchbench_teachers.frozen_trunk import CACHE_KIND, cached_trunk, trunk_id
 from sketchbench import ArtifactCache, RunData
 from sketchbench.run.presets import load_preset
 from sketchbench.testing import build_method, tiny_data
-
-BATCH = load_preset("smoke").eval_batch_size  # what the runner passes: the preset's eval_batch_size
 from sketchbench.training import split_backbone
 
 CANVAS = 32
+BATCH = load_preset("smoke").eval_batch_size  # what the runner passes: the preset's eval_batch_size
 
 
 @pytest.fixture(scope="module")
