@@ -196,9 +196,9 @@ def test_a_backbone_name_that_is_a_path_is_refused_before_any_file_is_read(tmp_p
 
 # -- class 10: the default preset follows the weights the run needs ---------------------------------------
 def test_the_default_preset_falls_back_to_cpu_when_the_runs_weights_are_missing(tmp_path, monkeypatch, capsys):
-    from sketchbench.cli.options import runner_for
     from sketchbench.method.registries import get_host
     from sketchbench.method.weights import WeightsMissing
+    from sketchbench.run.api import runner_for
     from sketchbench.run.config import RunConfig
     from sketchbench.run.presets import load_preset
 
