@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from sketchbench.base.errors import TrainingError
 from sketchbench.base.progress import hidden
-from sketchbench.method.distributed import average_gradients, gather_in_order, is_main, world
+from sketchbench.method.distributed import GradientSync, gather_in_order, is_main, world
 
 
 def seed_everything(seed: int) -> None:
@@ -55,6 +55,9 @@ class Trainer:
         self.global_step = 0
         self.last_loss = float("nan")
         self._bar: tqdm | None = None
+        # made now, before any forward pass: DDP broadcasts the parameters when it is made
+        self._sync = (GradientSync([p for g in self.optimizer.param_groups for p in g["params"]])
+                      if world()[1] > 1 else None)
 
     def autocast(self):
         if self.amp:
@@ -82,10 +85,9 @@ class Trainer:
                 "(try a lower learning rate: {overrides} lr=...)", settings=("overrides",)
             )
         self.optimizer.zero_grad(set_to_none=True)
+        if self._sync is not None:  # under torchrun: DDP's reducer averages the gradients during backward
+            loss = self._sync(loss, local_count, global_count)
         self.scaler.scale(loss).backward()
-        if world()[1] > 1:
-            params = [p for g in self.optimizer.param_groups for p in g["params"]]
-            average_gradients(params, local_count, global_count or local_count * world()[1])
         if self.clip is not None:
             self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(
