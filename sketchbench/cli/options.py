@@ -89,3 +89,61 @@ FLAGS: dict[str, str] = {
     "dataset": "--dataset", "methods": "--method", "method": "--method", "cache_dir": "--cache-dir",
     "data_root": "--data-root", "overrides": "--set", "canvases": "--canvas", "seeds": "--seed", "preset": "--preset",
 }
+
+
+_LAUNCH_KEYS = ("launcher", "launch_dir", "jobs", "resources", "partition", "gpus", "cpus", "mem", "time_min", "no_wait")
+_SLURM_ONLY = {"resources": "--resources", "partition": "--partition", "cpus": "--cpus", "mem": "--mem",
+               "no_wait": "--no-wait"}
+
+
+def launcher_options(fn: Callable) -> Callable:
+    """--launcher and the resources of its jobs, handed to the command as one ``launch`` dict."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return fn(*args, launch={k: kwargs.pop(k) for k in _LAUNCH_KEYS}, **kwargs)
+
+    return _stack(
+        click.option("--launcher", type=click.Choice(["local", "slurm"]), default=None,
+                     help="Run the grid as jobs through submitit, one per model, each after the models it builds on: "
+                          "'slurm' (a cluster) or 'local' (processes here). See docs/distributed.md."),
+        click.option("--launch-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
+                     help="Launcher: the jobs' logs and pickles (default: beside the results file, OUT.jobs/)."),
+        click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+                     help="--launcher local: jobs at once."),
+        click.option("--resources", type=click.Path(path_type=Path, dir_okay=False), default=None,
+                     help="--launcher slurm: a TOML file whose [slurm] table gives each job's resources (flags override)."),
+        click.option("--partition", default=None, help="--launcher slurm: the partition."),
+        click.option("--gpus", type=click.IntRange(min=0), default=None,
+                     help="Launcher: GPUs per job (default 1); several = one process per GPU, trained with DDP."),
+        click.option("--cpus", type=click.IntRange(min=1), default=None, help="--launcher slurm: CPU cores per process."),
+        click.option("--mem", type=click.FloatRange(min=0, min_open=True), default=None, metavar="GB",
+                     help="--launcher slurm: memory per job in GB."),
+        click.option("--time", "time_min", type=click.IntRange(min=1), default=None, metavar="MINUTES",
+                     help="Launcher: time limit per job (default: 720 on Slurm, a week locally); a job that runs out is "
+                          "queued again and resumes."),
+        click.option("--no-wait", is_flag=True, help="--launcher slurm: submit and return (the cells arrive in --out)."),
+    )(wrapper)
+
+
+def launch_options(launch: dict[str, Any]) -> Any:
+    """The ``LaunchOptions`` of a command's ``launch`` dict (``None`` without ``--launcher``)."""
+    from sketchbench.run.launch import LaunchOptions, Resources
+
+    if launch["launcher"] != "slurm":
+        given = [flag for key, flag in _SLURM_ONLY.items() if launch[key] not in (None, False)]
+        if given:
+            raise SketchbenchError(f"{given[0]} is for --launcher slurm")
+    if launch["launcher"] is None:
+        if launch["gpus"] is not None or launch["time_min"] is not None or launch["launch_dir"] is not None or launch["jobs"] != 1:
+            raise SketchbenchError("--gpus, --jobs, --time and --launch-dir are for --launcher local|slurm")
+        return None
+    resources = Resources.from_toml(launch["resources"]) if launch["resources"] else Resources()
+    flags = {"partition": launch["partition"], "gpus": launch["gpus"], "cpus": launch["cpus"],
+             "mem_gb": launch["mem"], "time_min": launch["time_min"]}
+    for key, value in flags.items():
+        if value is not None:
+            setattr(resources, key, value)
+    return LaunchOptions(launch["launcher"], launch["launch_dir"], resources, parallel=launch["jobs"],
+                         wait=not launch["no_wait"], poll_s=1.0 if launch["launcher"] == "local" else 30.0)

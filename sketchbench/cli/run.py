@@ -13,6 +13,8 @@ from sketchbench.cli.options import (
     choose_preset,
     environment_options,
     init_options,
+    launch_options,
+    launcher_options,
     parse_shard,
     plugin_host,
     preset_options,
@@ -32,6 +34,9 @@ Examples:
   sketchbench run -m mobilenetv2-sn -d chairv2 --data-root ../shared/data/chairv2 --pretrained --no-train
   sketchbench run -m sketchynet-v1 --teacher vgg16-sn --pretrained vgg16-sn=hed-vgg16 \\
       --pretrained sketchynet-v1=torchvision-mobilenetv2 -d chairv2 --data-root ../shared/data/chairv2
+  sketchbench run -m sketchynet-v2 -d synthetic -p smoke --seed 0 --seed 1 --launcher local --jobs 2 -o grid.json
+  sketchbench run -m sketchynet-v2 -t triplet-sn -d shoev2 --data-root /shared/data -c all --seed 0 --seed 1 \\
+      --seed 2 --launcher slurm --partition gpu --gpus 1 --cpus 8 --mem 32 --time 240 -o /shared/results/v2.json
 """
 
 
@@ -54,32 +59,58 @@ Examples:
 @click.option("--shard", default=None, metavar="I/N", help="Run only the I-th of N interleaved parts of the grid.")
 @click.option("--format", "fmt", default="table", type=click.Choice(["table", "markdown", "csv", "json"]), show_default=True)
 @click.option("--debug", is_flag=True, help="Raise errors inside cells instead of recording them.")
+@launcher_options
 def run(methods, datasets, teacher, canvases, preset, overrides, seeds, params, device, data_root, cache_dir, out,
-        pretrained, weights, partial_weights, save_weights, no_chain, no_train, shard, fmt, debug) -> None:
+        pretrained, weights, partial_weights, save_weights, no_chain, no_train, shard, fmt, debug, launch) -> None:
     """Train and evaluate methods on datasets over canvas sizes; print the table.
 
     Teachers are trained once and cached; a rerun with the same --out resumes and skips
     finished cells. The exit code is 1 when some cells failed (they are recorded with errors).
+    With --launcher, the grid runs as jobs (one per model, after the models it builds on).
     """
     from sketchbench.method.params import parse_key_values
-    from sketchbench.run.api import run_grid
+    from sketchbench.run.api import run_config, run_grid
 
+    options = launch_options(launch)  # before any work: launcher flags without --launcher are refused
     if save_weights is not None:
         try:  # fail before any training, not after it
             save_weights.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise SketchbenchError(f"--save-weights {str(save_weights)!r}: cannot create the folder: {exc.strerror}") from None
-    results = run_grid(
-        methods, datasets, canvases=canvases or None, seeds=seeds, preset=preset,
+    grid = dict(
+        canvases=canvases or None, seeds=seeds, preset=preset,
         overrides=parse_key_values(overrides, "--set"), teacher=teacher, params=parse_key_values(params, "--param"),
         device=device, host=plugin_host(), data_root=data_root, cache_dir=cache_dir, out=out, pretrained=pretrained,
         weights=weights, partial_weights=partial_weights, chain=not no_chain, train=not no_train,
         shard=parse_shard(shard), debug=debug, save_weights=save_weights,
     )
+    if options is not None:
+        from sketchbench.run.api import runner_for
+        from sketchbench.run.identity import config_hash
+
+        # the configuration the loop would run (a default preset falls back when its weights are missing)
+        config = runner_for(run_config(methods, datasets, **grid), grid["host"], preset_named=preset is not None).config
+        config.out = out or Path("results") / f"run-{config_hash(config)}.json"  # the loop's default, named now
+        sys.exit(int(launched([config], options, grid["host"], fmt)))
+    results = run_grid(methods, datasets, **grid)
     if results.main_process:
         click.echo(results.table(fmt))
         click.echo(f"\nresults: {results.path}", err=True)
     sys.exit(int(results.exit_code))
+
+
+def launched(configs, options, host, fmt: str = "table"):
+    """Launch ``configs`` as jobs (``--launcher``); print the results file's table when they are done."""
+    from sketchbench.results.report import render
+    from sketchbench.results.schema import cells_of, load_results
+    from sketchbench.run.launch import launch
+
+    _, code = launch(configs, options, host)
+    out = Path(configs[0].out).resolve()
+    if options.wait and out.exists():
+        click.echo(render(cells_of(load_results(out)), fmt))
+    click.echo(f"\nresults: {out}", err=True)
+    return code
 
 
 @click.command()
@@ -92,8 +123,9 @@ def run(methods, datasets, teacher, canvases, preset, overrides, seeds, params, 
 @click.option("--out-dir", type=click.Path(path_type=Path), default=None, help="Default: results/bench-<preset>/.")
 @click.option("--bench-dir", type=click.Path(path_type=Path), default=None, help="Where NAME.toml files are (default ./benchmarks).")
 @click.option("--no-plot", is_flag=True, help="Skip the plot.")
+@launcher_options
 def bench(name, preset, overrides, datasets, seeds, params, device, data_root, cache_dir, pretrained, weights,
-          partial_weights, out_dir, bench_dir, no_plot) -> None:
+          partial_weights, out_dir, bench_dir, no_plot, launch) -> None:
     """Run a benchmark (one table of the paper): results JSON, Markdown table and plot.
 
     Without NAME, lists the benchmarks.
@@ -104,6 +136,8 @@ def bench(name, preset, overrides, datasets, seeds, params, device, data_root, c
       sketchbench bench main --preset smoke
       sketchbench bench main --preset cpu -d qmul-v1-shoes -d qmul-v1-chairs \\
           --data-root ../shared/data/qmul-v1 --seed 0 --seed 1 --seed 2
+      sketchbench bench main --preset paper -d shoev2 -d chairv2 --data-root /shared/data \\
+          --seed 0 --seed 1 --seed 2 --launcher slurm --resources slurm.toml --out-dir /shared/results
     """
     from sketchbench.base.artifacts import default_cache_dir
     from sketchbench.method.params import parse_key_values
@@ -141,7 +175,12 @@ def bench(name, preset, overrides, datasets, seeds, params, device, data_root, c
                 break
     else:
         fit_machine(p)
-    path, code = run_bench(name, spec, base, out_dir or Path("results") / f"bench-{preset_name}", plot=not no_plot)
+    options = launch_options(launch)
+    path, code = run_bench(name, spec, base, out_dir or Path("results") / f"bench-{preset_name}", plot=not no_plot,
+                           launch=options)
+    if options is not None and not options.wait:
+        click.echo(f"results: {path} (run the same command once the jobs are done for the table)", err=True)
+        sys.exit(int(code))
     click.echo(path.with_suffix(".md").read_text())
     click.echo(f"results: {path} (+ .md, .png, .svg)", err=True)
     sys.exit(int(code))

@@ -39,7 +39,7 @@ import sys
 import tomllib
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tqdm.auto import tqdm
 
@@ -50,6 +50,9 @@ from sketchbench.results.schema import cells_of, load_results, new_results, writ
 from sketchbench.run.config import RunConfig, resolve_device
 from sketchbench.run.loop import Runner
 from sketchbench.run.presets import load_preset
+
+if TYPE_CHECKING:
+    from sketchbench.run.launch import LaunchOptions
 
 #: the analyses a benchmark file may list: the pilot study's and the latency-per-runtime one
 BENCH_ANALYSES = (*ANALYSES, "latency")
@@ -110,7 +113,10 @@ def expand(spec: dict[str, Any], base: RunConfig) -> list[RunConfig]:
     return configs
 
 
-def run_bench(name: str, spec: dict[str, Any], base: RunConfig, out_dir: Path, plot: bool = True) -> tuple[Path, ExitCode]:
+def run_bench(name: str, spec: dict[str, Any], base: RunConfig, out_dir: Path, plot: bool = True,
+              launch: LaunchOptions | None = None) -> tuple[Path, ExitCode]:
+    """Run every grid of the benchmark into ``out_dir/NAME.json`` (one run after the other, or as jobs
+    through ``launch``: each model trained once across the benchmark's runs), then its table and plot."""
     out_dir.mkdir(parents=True, exist_ok=True)
     results_path = out_dir / f"{name}.json"
     command = "sketchbench " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else f"sketchbench bench {name}"
@@ -121,10 +127,17 @@ def run_bench(name: str, spec: dict[str, Any], base: RunConfig, out_dir: Path, p
         ))
     code = ExitCode.OK
     configs = expand(spec, replace(base, out=results_path))
-    for cfg in tqdm(configs, desc=f"bench {name}", unit="grid", leave=False):
-        _, c = Runner(cfg).run()
-        if c != ExitCode.OK:
-            code = c
+    if launch is not None:
+        from sketchbench.run.launch import launch as launch_jobs
+
+        _, code = launch_jobs(configs, launch)
+        if not launch.wait:  # submitted: the same command, once they are done, makes the table
+            return results_path, code
+    else:
+        for cfg in tqdm(configs, desc=f"bench {name}", unit="grid", leave=False):
+            _, c = Runner(cfg).run()
+            if c != ExitCode.OK:
+                code = c
     results = load_results(results_path)
     results["command"] = command
     analyses = spec.get("analyses", [])

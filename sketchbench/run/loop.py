@@ -51,14 +51,15 @@ class Runner:
             return Path(self.config.out)
         return Path("results") / f"run-{config_hash(self.config)}.json"
 
-    def run(self) -> tuple[dict[str, Any], ExitCode]:
+    def run(self, cells: Sequence[GridCell] | None = None) -> tuple[dict[str, Any], ExitCode]:
         """Run every cell not finished yet in the results file (each cell's ``run`` record says
-        which configuration made it). Returns the results and the exit code (1 if a cell failed)."""
+        which configuration made it); ``cells``: only these of the plan's (one job of a launched
+        grid, :mod:`~sketchbench.run.jobs`). Returns the results and the exit code (1 if a cell failed)."""
         out = self.output_path()
         main = is_main()
         results = ResultsFile(out, results_header(self.identity, config_hash(self.config), str(self.device)), writer=main)
         failed = 0
-        bar = tqdm(self.plan.cells(), desc="cells", unit="cell", leave=False, disable=hidden(not main))
+        bar = tqdm(self.plan.cells() if cells is None else cells, desc="cells", unit="cell", leave=False, disable=hidden(not main))
         try:
             for cell in bar:
                 h = self.identity.cell_hash(cell)
