@@ -204,3 +204,16 @@ def test_resources_file_refused_with_one_line(tmp_path, text, message):
                            "--resources", str(path), "-o", str(tmp_path / "r.json"))
     assert code != 0 and message in err, err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_local_jobs_get_gpus_of_their_own():
+    from sketchbench.run.launch import GpuSlots
+
+    slots = GpuSlots(4, 2)
+    a, b = slots.take(), slots.take()
+    assert (a, b, slots.take()) == ([0, 1], [2, 3], None)  # the third job waits for a free pair
+    slots.give_back(a)
+    assert slots.take() == [0, 1]
+    assert GpuSlots(0, 2).take() == []  # no GPUs: CPU jobs, never waiting for one
+    with pytest.raises(Exception, match="this machine has 1 GPU"):
+        GpuSlots(1, 2)

@@ -113,7 +113,7 @@ class GridJob:
     level: int = 0
     #: torch threads in the job (``None``: torch's default, or ``OMP_NUM_THREADS``)
     threads: int | None = None
-    #: the canvases the model trains on (for its name)
+    #: the canvases the model trains on (for its name; none: evaluated untrained)
     canvases: tuple[int, ...] = ()
 
     @property
@@ -124,7 +124,7 @@ class GridJob:
     def name(self) -> str:
         m = self.model
         by = f"<-{m.teacher}" if m.teacher else ""
-        canvases = f"c{'_'.join(map(str, self.canvases))}" if self.canvases else f"@{m.canvas}"
+        canvases = f"c{'_'.join(map(str, self.canvases))}" if self.canvases else "untrained"
         return f"{m.method}{by} {m.dataset} {canvases} s{m.seed}"
 
     def __call__(self) -> dict[str, Any]:

@@ -143,7 +143,8 @@ def absolute(config: RunConfig) -> RunConfig:
     def fix(p: Path | None) -> Path | None:
         return None if p is None else Path(p).expanduser().resolve()
 
-    return dataclasses.replace(config, out=fix(config.out), cache_dir=fix(config.cache_dir), data_root=fix(config.data_root))
+    return dataclasses.replace(config, out=fix(config.out), cache_dir=fix(config.cache_dir), data_root=fix(config.data_root),
+                               save_weights=fix(config.save_weights))
 
 
 def launch(configs: Sequence[RunConfig], options: LaunchOptions, host: PluginHost | None = None) -> tuple[list[Outcome], ExitCode]:
@@ -230,17 +231,45 @@ def _outcome(job: GridJob, handle: Any, local: bool) -> Outcome:
     return Outcome(job, "ok", result=tasks[0].result(), log=log)
 
 
+class GpuSlots:
+    """The GPUs of this machine, handed to local jobs ``per_job`` at a time (each job sees only its own
+    through ``CUDA_VISIBLE_DEVICES``); on a machine without GPUs every job runs on the CPU."""
+
+    def __init__(self, count: int, per_job: int) -> None:
+        self.count = count
+        self.per_job = max(1, per_job)
+        self.free = list(range(count))
+        if count and count < self.per_job:
+            raise SketchbenchError(f"--gpus {per_job}: this machine has {count} GPU(s)")
+
+    def take(self) -> list[int] | None:
+        """GPUs for the next job ([] on a machine without any), or ``None`` while too few are free."""
+        if not self.count:
+            return []
+        if len(self.free) < self.per_job:
+            return None
+        mine, self.free = self.free[: self.per_job], self.free[self.per_job :]
+        return mine
+
+    def give_back(self, gpus: list[int]) -> None:
+        self.free = sorted(self.free + gpus)
+
+
 def _run_local(jobs: list[GridJob], executor: Any, options: LaunchOptions) -> list[Outcome]:
-    """Start each job once its needs succeeded, at most ``parallel`` at a time."""
+    """Start each job once its needs succeeded, at most ``parallel`` at a time (and as GPUs are free)."""
+    import torch
+
+    gpus = GpuSlots(torch.cuda.device_count(), options.resources.gpus)
     waiting = {j.key: j for j in jobs}
-    running: dict[str, tuple[GridJob, Any]] = {}
+    running: dict[str, tuple[GridJob, Any, list[int]]] = {}
     outcomes: dict[str, Outcome] = {}
     bar = tqdm(total=len(jobs), desc="jobs", unit="job", leave=False, disable=hidden())
     try:
         while waiting or running:
-            for key, (job, handle) in list(running.items()):
+            for key, (job, handle, mine) in list(running.items()):
                 if handle.done():
                     del running[key]
+                    gpus.give_back(mine)
                     outcomes[key] = _outcome(job, handle, local=True)
                     bar.update(1)
             for key, job in list(waiting.items()):
@@ -250,11 +279,15 @@ def _run_local(jobs: list[GridJob], executor: Any, options: LaunchOptions) -> li
                     outcomes[key] = Outcome(job, "skipped", f"needs {outcomes[bad[0]].job.name}, which did not finish")
                     bar.update(1)
                 elif len(running) < options.parallel and all(n in outcomes for n in job.needs):
+                    mine = gpus.take()
+                    if mine is None:
+                        break
+                    executor.update_parameters(gpus_per_node=len(mine), visible_gpus=mine)
                     del waiting[key]
-                    running[key] = (job, executor.submit(job))
+                    running[key] = (job, executor.submit(job), mine)
             time.sleep(options.poll_s)
     except KeyboardInterrupt:
-        for _, handle in running.values():
+        for _, handle, _ in running.values():
             handle.cancel(check=False)
         raise SketchbenchError(f"interrupted: {len(running)} running job(s) stopped; launch again to resume") from None
     finally:
