@@ -217,3 +217,24 @@ def test_local_jobs_get_gpus_of_their_own():
     assert GpuSlots(0, 2).take() == []  # no GPUs: CPU jobs, never waiting for one
     with pytest.raises(Exception, match="this machine has 1 GPU"):
         GpuSlots(1, 2)
+
+
+def test_a_job_never_trains_what_it_builds_on(tmp_path):
+    """A student's job whose teacher is not in the cache (a node-local cache, a cleared one) stops
+    with one line naming the cache: it does not train the teacher itself."""
+    from sketchbench.base.errors import SketchbenchError
+    from sketchbench.run.config import RunConfig
+    from sketchbench.run.jobs import plan_jobs
+    from sketchbench.run.presets import load_preset
+
+    config = RunConfig(methods=["sketchynet-v1"], datasets=["synthetic"], preset=load_preset("smoke"),
+                       cache_dir=tmp_path / "empty-cache", out=tmp_path / "r.json")
+    jobs = plan_jobs([config])
+    assert [(j.level, j.name) for j in jobs] == [(0, "triplet-sn synthetic c64 s0"),
+                                                 (1, "sketchynet-v1<-triplet-sn synthetic c32_64 s0")]
+    student = jobs[1]
+    assert student.needs == [jobs[0].key]
+    with pytest.raises(SketchbenchError, match=r"cannot restore triplet-sn synthetic @64 s0, which it builds on, "
+                                               r"from the cache .*empty-cache"):
+        student()
+    assert not list((tmp_path / "empty-cache").glob("checkpoints/*.pt"))  # nothing was trained

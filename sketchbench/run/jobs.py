@@ -143,9 +143,7 @@ class GridJob:
             self._restore(runner)
             try:
                 runner.models.obtain(*_args(self.model))
-            except KeyboardInterrupt:
-                raise
-            except Exception as exc:
+            except Exception as exc:  # its cells cannot be evaluated: record why, and fail the job (and its dependants)
                 message = f"{self.name}: {_one_line(exc)}"
                 _record_failed(runner, part.cells, message)
                 raise SketchbenchError(message) from None
@@ -165,9 +163,9 @@ class GridJob:
                 runner.models.obtain(*_args(ref))
         except SketchbenchError as exc:
             raise SketchbenchError(
-                f"{self.name}: {ref.label} is not in the cache {runner.models.cache.root}: the job that trained it "
-                f"wrote to another cache, or the cache was cleared (every job must see one --cache-dir on a shared "
-                f"filesystem); launch again to retrain it ({_one_line(exc)})"
+                f"{self.name}: cannot restore {ref.label}, which it builds on, from the cache {runner.models.cache.root} "
+                f"({_one_line(exc)}); a job never trains what it builds on: the job that trained it must write to the "
+                "same cache (one --cache-dir on a filesystem every node sees); launch again to retrain it"
             ) from None
         finally:
             config.allow_training = True
