@@ -5,7 +5,8 @@ gradients averaged by DDP's bucketed reducer (``GradientSync``, what the trainer
 comparison, by one all-reduce per parameter (what the trainer did before).
 
 Each process runs one thread. The overhead is the two-process step time minus half the
-one-process step time (perfect scaling), i.e. what communication and synchronisation add. This
+one-process step time (perfect scaling), i.e. what communication and synchronisation add; on a
+machine with other work running, the medians carry that load too (the load average is printed). This
 is a benchmark, not a timed test::
 
     OMP_NUM_THREADS=1 python benchmarks/ddp_step.py                              # mobilenetv2_100 @ 128, batch 16
@@ -76,7 +77,7 @@ def worker(args: argparse.Namespace) -> None:
             times.append(time.perf_counter() - t0)
     if rank == 0 and args.worker_out is not None:
         params = sum(q.numel() for q in net.parameters())
-        args.worker_out.write_text(json.dumps({"median_s": statistics.median(times), "params": params,
+        args.worker_out.write_text(json.dumps({"median_s": statistics.median(times), "min_s": min(times), "params": params,
                                                "tensors": len(list(net.parameters()))}))
     shutdown()
 
@@ -106,22 +107,21 @@ def main(argv: list[str] | None = None) -> None:
         one = measure(args, 1, "bucketed", Path(tmp))
         bucketed = measure(args, 2, "bucketed", Path(tmp))
         per_param = measure(args, 2, "per-parameter", Path(tmp))
-    ideal = one["median_s"] / 2
     rows = {
-        "1 process (global batch)": one["median_s"],
-        "2 gloo processes, DDP buckets": bucketed["median_s"],
-        "2 gloo processes, one all-reduce per parameter": per_param["median_s"],
+        "1 process (global batch)": one,
+        "2 gloo processes, DDP buckets": bucketed,
+        "2 gloo processes, one all-reduce per parameter": per_param,
     }
     print(f"{args.backbone} @ {args.canvas}px, global batch {args.batch} triplets, "
           f"{one['params'] / 1e6:.2f} M params in {one['tensors']} tensors, CPU, 1 thread per process, "
-          f"median of {args.steps} steps")
-    print(f"{'':48s} {'step (ms)':>10s} {'overhead vs ideal (ms)':>24s}")
-    for name, t in rows.items():
-        over = "" if name.startswith("1 ") else f"{(t - ideal) * 1e3:+.1f}"
-        print(f"{name:48s} {t * 1e3:10.1f} {over:>24s}")
+          f"{args.steps} steps; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores at the end")
+    print(f"{'':48s} {'median (ms)':>12s} {'min (ms)':>9s} {'median - ideal (ms)':>20s}")
+    for name, r in rows.items():
+        over = "" if name.startswith("1 ") else f"{(r['median_s'] - one['median_s'] / 2) * 1e3:+.1f}"
+        print(f"{name:48s} {r['median_s'] * 1e3:12.1f} {r['min_s'] * 1e3:9.1f} {over:>20s}")
     if args.json is not None:
         args.json.write_text(json.dumps({"args": {k: v for k, v in vars(args).items() if not k.startswith("worker")
-                                                  and k != "json"}, "median_s": rows, "ideal_2proc_s": ideal},
+                                                  and k != "json"}, "rows": rows, "load": os.getloadavg()},
                                         indent=1, default=str))
 
 
