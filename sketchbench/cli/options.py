@@ -88,6 +88,7 @@ FLAGS: dict[str, str] = {
     "partial_weights": "--partial-weights", "train": "--no-train", "device": "--device", "datasets": "--dataset",
     "dataset": "--dataset", "methods": "--method", "method": "--method", "cache_dir": "--cache-dir",
     "data_root": "--data-root", "overrides": "--set", "canvases": "--canvas", "seeds": "--seed", "preset": "--preset",
+    "launcher": "--launcher", "gpus": "--gpus", "resources": "--resources", "out": "--out", "shard": "--shard",
 }
 
 

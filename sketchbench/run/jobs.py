@@ -24,8 +24,8 @@ from typing import Any
 
 from sketchbench.base.artifacts import stable_hash
 from sketchbench.base.errors import SketchbenchError
-from sketchbench.host.plugins import PluginHost, get_host
 from sketchbench.method.distributed import is_main
+from sketchbench.method.registries import Host, get_host
 from sketchbench.run.config import RunConfig
 from sketchbench.run.hooks import ReadyModel, RunHook
 from sketchbench.run.identity import Identity, config_hash
@@ -165,7 +165,8 @@ class GridJob:
             raise SketchbenchError(
                 f"{self.name}: cannot restore {ref.label}, which it builds on, from the cache {runner.models.cache.root} "
                 f"({_one_line(exc)}); a job never trains what it builds on: the job that trained it must write to the "
-                "same cache (one --cache-dir on a filesystem every node sees); launch again to retrain it"
+                "same cache (one {cache_dir} on a filesystem every node sees); launch again to retrain it",
+                settings=("cache_dir",),
             ) from None
         finally:
             config.allow_training = True
@@ -232,7 +233,7 @@ class ModelEvents(RunHook):
                   f"(checkpoint {model.key[:16]})", flush=True)
 
 
-def plan_jobs(configs: Sequence[RunConfig], host: PluginHost | None = None) -> list[GridJob]:
+def plan_jobs(configs: Sequence[RunConfig], host: Host | None = None) -> list[GridJob]:
     """The jobs of one or more runs (a ``run``, or every run of a benchmark), in an order where
     each job comes after the jobs it needs."""
     host = host or get_host()

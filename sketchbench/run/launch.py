@@ -29,13 +29,14 @@ from tqdm.auto import tqdm
 
 from sketchbench.base.errors import ExitCode, SketchbenchError
 from sketchbench.base.progress import hidden
-from sketchbench.host.plugins import PluginHost
+from sketchbench.method.registries import Host
 from sketchbench.results.schema import cell_id, load_results
 from sketchbench.run.config import RunConfig
 from sketchbench.run.jobs import GridJob, pending_jobs, plan_jobs
 
 LAUNCHERS = ("local", "slurm")
 #: what a Slurm job may be given in a resources TOML's ``[slurm]`` table (flags override)
+_R = ("resources",)
 RESOURCE_KEYS = ("partition", "gpus", "cpus", "mem_gb", "time_min", "account", "qos", "constraint",
                  "array_parallelism", "setup", "sbatch")
 
@@ -68,20 +69,20 @@ class Resources:
         try:
             table = tomllib.loads(Path(path).read_text()).get("slurm")
         except OSError as exc:
-            raise SketchbenchError(f"--resources {str(path)!r}: cannot read it: {exc.strerror or exc}") from None
+            raise SketchbenchError(f"{{resources}} {str(path)!r}: cannot read it: {exc.strerror or exc}", settings=_R) from None
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise SketchbenchError(f"--resources {str(path)!r}: invalid TOML: {exc}") from None
+            raise SketchbenchError(f"{{resources}} {str(path)!r}: invalid TOML: {exc}", settings=_R) from None
         if not isinstance(table, dict):
-            raise SketchbenchError(f"--resources {str(path)!r}: no [slurm] table")
+            raise SketchbenchError(f"{{resources}} {str(path)!r}: no [slurm] table", settings=_R)
         unknown = sorted(set(table) - set(RESOURCE_KEYS))
         if unknown:
-            raise SketchbenchError(f"--resources {str(path)!r}: unknown key(s) {', '.join(unknown)} in [slurm] "
-                                   f"(known: {', '.join(RESOURCE_KEYS)})")
+            raise SketchbenchError(f"{{resources}} {str(path)!r}: unknown key(s) {', '.join(unknown)} in [slurm] "
+                                   f"(known: {', '.join(RESOURCE_KEYS)})", settings=_R)
         try:
             out = cls(**table)
             out.check()
         except (TypeError, ValueError) as exc:
-            raise SketchbenchError(f"--resources {str(path)!r}: {exc}") from None
+            raise SketchbenchError(f"{{resources}} {str(path)!r}: {exc}", settings=_R) from None
         return out
 
     def check(self) -> None:
@@ -147,18 +148,20 @@ def absolute(config: RunConfig) -> RunConfig:
                                save_weights=fix(config.save_weights))
 
 
-def launch(configs: Sequence[RunConfig], options: LaunchOptions, host: PluginHost | None = None) -> tuple[list[Outcome], ExitCode]:
+def launch(configs: Sequence[RunConfig], options: LaunchOptions, host: Host | None = None) -> tuple[list[Outcome], ExitCode]:
     """Run (or submit) the jobs of ``configs`` that are not finished; all configs write one results file."""
     if options.launcher not in LAUNCHERS:
-        raise SketchbenchError(f"unknown launcher {options.launcher!r} (use {' or '.join(LAUNCHERS)})")
+        raise SketchbenchError(f"{{launcher}} {options.launcher!r}: unknown (use {' or '.join(LAUNCHERS)})", settings=("launcher",))
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise SketchbenchError("--launcher runs its own jobs: do not start it under torchrun (use --gpus N for DDP in a job)")
+        raise SketchbenchError("{launcher} runs its own jobs: do not start it under torchrun ({gpus} N: DDP in a job)",
+                               settings=("launcher", "gpus"))
     configs = [absolute(c) for c in configs]
     outs = {c.out for c in configs}
     if len(outs) != 1 or None in outs:
-        raise SketchbenchError("a launched grid needs one results file (--out)")
+        raise SketchbenchError("a launched grid writes one results file: give its runs one {out}", settings=("out",))
     if any(c.shard != (1, 1) for c in configs):
-        raise SketchbenchError("--shard and --launcher do not go together: the launcher splits the grid itself")
+        raise SketchbenchError("{shard} and {launcher} do not go together: the launcher splits the grid itself",
+                               settings=("shard", "launcher"))
     out = Path(next(iter(outs)))  # type: ignore[arg-type]
     options = dataclasses.replace(options, folder=Path(options.folder or out.with_suffix(".jobs")).expanduser().resolve())
     try:
@@ -192,7 +195,7 @@ def _executor(options: LaunchOptions, threads: int) -> Any:
     try:
         import submitit
     except ImportError:
-        raise SketchbenchError("--launcher needs submitit: pip install 'sketchbench[slurm]'") from None
+        raise SketchbenchError("{launcher} needs submitit: pip install 'sketchbench[slurm]'", settings=("launcher",)) from None
     folder = options.folder / "%j"
     setup = [f"export OMP_NUM_THREADS={threads}"]
     if options.launcher == "local":
@@ -203,7 +206,7 @@ def _executor(options: LaunchOptions, threads: int) -> Any:
     try:
         ex = submitit.SlurmExecutor(folder=folder)
     except RuntimeError as exc:  # no srun on this machine
-        raise SketchbenchError(f"--launcher slurm: {exc} (use --launcher local on one machine)") from None
+        raise SketchbenchError(f"{{launcher}} slurm: {exc} ({{launcher}} local on one machine)", settings=("launcher",)) from None
     params = options.resources.slurm_parameters()
     ex.update_parameters(**{**params, "setup": setup + params["setup"]})
     return ex
@@ -240,7 +243,7 @@ class GpuSlots:
         self.per_job = max(1, per_job)
         self.free = list(range(count))
         if count and count < self.per_job:
-            raise SketchbenchError(f"--gpus {per_job}: this machine has {count} GPU(s)")
+            raise SketchbenchError(f"{{gpus}} {per_job}: this machine has {count} GPU(s)", settings=("gpus",))
 
     def take(self) -> list[int] | None:
         """GPUs for the next job ([] on a machine without any), or ``None`` while too few are free."""
@@ -289,7 +292,8 @@ def _run_local(jobs: list[GridJob], executor: Any, options: LaunchOptions) -> li
     except KeyboardInterrupt:
         for _, handle, _ in running.values():
             handle.cancel(check=False)
-        raise SketchbenchError(f"interrupted: {len(running)} running job(s) stopped; launch again to resume") from None
+        raise SketchbenchError(f"interrupted: {len(running)} running job(s) stopped; launch again to resume",
+                               exit_code=ExitCode.FAILED) from None
     finally:
         bar.close()
     return [outcomes[j.key] for j in jobs]
