@@ -323,9 +323,14 @@ def _run_slurm(jobs: list[GridJob], executor: Any, options: LaunchOptions) -> li
         _say(f"launch: {len(handles)} job(s) submitted; their cells go into the results file as they finish "
              "(sketchbench report FILE)")
         return [Outcome(job, "ok", "submitted") for job, _ in handles]
-    outcomes = []
+    outcomes: dict[str, Outcome] = {}
     for job, handle in tqdm(handles, desc="jobs", unit="job", leave=False, disable=hidden()):
+        bad = [n for n in job.needs if outcomes[n].state != "ok"]  # needs come first: level order
+        if bad:  # Slurm cancels it (--kill-on-invalid-dep); make sure, rather than wait for it
+            handle.cancel(check=False)
+            outcomes[job.key] = Outcome(job, "skipped", f"needs {outcomes[bad[0]].job.name}, which did not finish")
+            continue
         while not handle.done():
             time.sleep(options.poll_s)
-        outcomes.append(_outcome(job, handle, local=False))
-    return outcomes
+        outcomes[job.key] = _outcome(job, handle, local=False)
+    return [outcomes[job.key] for job, _ in handles]
