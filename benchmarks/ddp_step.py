@@ -75,11 +75,35 @@ def worker(args: argparse.Namespace) -> None:
             trainer.step(loss, len(idx), args.batch)
         if step >= 3:
             times.append(time.perf_counter() - t0)
+    comm = communication(list(net.parameters())) if size > 1 and args.worker == "bucketed" else {}
     if rank == 0 and args.worker_out is not None:
         params = sum(q.numel() for q in net.parameters())
         args.worker_out.write_text(json.dumps({"median_s": statistics.median(times), "min_s": min(times), "params": params,
-                                               "tensors": len(list(net.parameters()))}))
+                                               "tensors": len(list(net.parameters())), "comm": comm}))
     shutdown()
+
+
+def communication(params: list[torch.nn.Parameter], repeats: int = 30) -> dict[str, float]:
+    """The all-reduce alone, without compute: the gradients' bytes as one all-reduce per tensor, and
+    as one flat buffer (what a DDP bucket sends; these gradients fit in one 25 MB bucket)."""
+    import torch.distributed as dist
+
+    grads = [torch.randn_like(q) for q in params]
+    flat = torch.cat([g.flatten() for g in grads])
+
+    def timed(fn) -> list[float]:
+        out = []
+        for _ in range(repeats):
+            dist.barrier()
+            t0 = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - t0)
+        return out
+
+    per = timed(lambda: [dist.all_reduce(g) for g in grads])
+    one = timed(lambda: dist.all_reduce(flat))
+    return {"per_tensor_median_s": statistics.median(per), "per_tensor_min_s": min(per),
+            "flat_median_s": statistics.median(one), "flat_min_s": min(one), "mbytes": flat.numel() * 4 / 1e6}
 
 
 def measure(args: argparse.Namespace, nproc: int, mode: str, tmp: Path) -> dict:
@@ -119,6 +143,10 @@ def main(argv: list[str] | None = None) -> None:
     for name, r in rows.items():
         over = "" if name.startswith("1 ") else f"{(r['median_s'] - one['median_s'] / 2) * 1e3:+.1f}"
         print(f"{name:48s} {r['median_s'] * 1e3:12.1f} {r['min_s'] * 1e3:9.1f} {over:>20s}")
+    c = bucketed["comm"]
+    print(f"all-reduce alone ({c['mbytes']:.1f} MB of gradients, 2 processes, median / min ms): "
+          f"one per tensor {c['per_tensor_median_s'] * 1e3:.1f} / {c['per_tensor_min_s'] * 1e3:.1f}, "
+          f"one flat buffer {c['flat_median_s'] * 1e3:.1f} / {c['flat_min_s'] * 1e3:.1f}")
     if args.json is not None:
         args.json.write_text(json.dumps({"args": {k: v for k, v in vars(args).items() if not k.startswith("worker")
                                                   and k != "json"}, "rows": rows, "load": os.getloadavg()},
