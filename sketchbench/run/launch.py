@@ -35,8 +35,8 @@ from sketchbench.run.config import RunConfig
 from sketchbench.run.jobs import GridJob, pending_jobs, plan_jobs
 
 LAUNCHERS = ("local", "slurm")
+_R = ("resources",)  # the setting a resources file's errors name
 #: what a Slurm job may be given in a resources TOML's ``[slurm]`` table (flags override)
-_R = ("resources",)
 RESOURCE_KEYS = ("partition", "gpus", "cpus", "mem_gb", "time_min", "account", "qos", "constraint",
                  "array_parallelism", "setup", "sbatch")
 
@@ -187,7 +187,7 @@ def launch(configs: Sequence[RunConfig], options: LaunchOptions, host: Host | No
     bad_cells = [f for o in outcomes if o.result for f in o.result.get("failed", [])]
     if failed or bad_cells:
         _say(f"launch: {len(failed)} job(s) did not finish, {len(bad_cells)} cell(s) failed; "
-                   "launch the same command again to resume")
+             "launch the same command again to resume")
     return outcomes, ExitCode.FAILED if failed or bad_cells else ExitCode.OK
 
 
