@@ -18,9 +18,10 @@ from sketchbench_query.rdp import simplify
 from sketchbench_query.recipes import RECIPES, selector_input, selector_inputs, sequence_rows, stroke5_rows
 from sketchbench_query.render import render_points, stroke_width, supersample
 from sketchbench_query.retrieve import Retriever, query
+from sketchbench_query.stats import SKETCH_STATS, sketch_stats
 
 __all__ = [
-    "RECIPES", "Retriever", "SketchInputError", "query", "query_points", "render_points", "selector_input",
+    "RECIPES", "Retriever", "SKETCH_STATS", "sketch_stats", "SketchInputError", "query", "query_points", "render_points", "selector_input",
     "selector_inputs", "sequence_rows", "simplify", "stroke5", "stroke5_rows", "stroke_width", "strokes",
     "supersample", "to_unit_box",
 ]

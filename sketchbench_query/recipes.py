@@ -13,7 +13,9 @@ function and one entry here:
   from [0, 1] to [-1, 1]; ``"offset"``: offsets divided by ``offset_scale`` (the first row, a start
   position, mapped to [-1, 1]). float32 ``(1, T, 5)``, unpadded;
 - ``thumbnail`` (``size``): the sketch rendered at ``size``² (:func:`~sketchbench_query.render.render_points`),
-  uint8 ``(1, size, size)``, normalisation inside the graph.
+  uint8 ``(1, size, size)``, normalisation inside the graph;
+- ``stats``: ten whole-sketch statistics (:func:`~sketchbench_query.stats.sketch_stats`), float32
+  ``(1, 10)``, standardisation inside the graph.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import numpy as np
 
 from sketchbench_query.points import SketchInputError, stroke5
 from sketchbench_query.rdp import simplify
+from sketchbench_query.stats import stats_input
 from sketchbench_query.render import render_points
 
 COORDS = ("absolute", "offset")
@@ -66,6 +69,7 @@ def thumbnail_input(points: np.ndarray, recipe: Mapping[str, Any]) -> np.ndarray
 RECIPES: dict[str, Callable[[np.ndarray, Mapping[str, Any]], np.ndarray]] = {
     "stroke5": stroke5_input,
     "thumbnail": thumbnail_input,
+    "stats": stats_input,
 }
 
 

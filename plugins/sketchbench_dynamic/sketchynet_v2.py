@@ -41,15 +41,24 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sketchbench import Method, MethodContext, Param, RunData
+from sketchbench import Method, MethodContext, Param, RunData, SelectorOnUpstream
 from sketchbench.training import Trainer
 
-from .base import SelectorOnUpstream
 from .critic import CriticTables, critic_tables
-from .selectors import COORDS, ENCODERS
+from .policy import (
+    ADVANTAGES,
+    OBJECTIVES,
+    MovingBaseline,
+    PolicyRecipe,
+    entropy,
+    normalised_flops,
+    policy_loss,
+)
+from .selectors import COORDS
 
 
 # -- the rewards (pure functions, so they can be checked by hand) ---------------------------------
@@ -72,35 +81,42 @@ def total_reward(r_comp: torch.Tensor, r_acc: torch.Tensor, lambda_f: float) -> 
     return lambda_f * r_comp + (1.0 - lambda_f) * r_acc
 
 
-def step_rewards(
-    tables: CriticTables, idx: torch.Tensor, choice: torch.Tensor, neg_pick: torch.Tensor, p: dict[str, Any]
-) -> dict[str, torch.Tensor]:
-    """The rewards of sampled canvases ``choice`` (indices into the canvas set) for sketches
-    ``idx``; ``neg_pick`` picks each sketch's negative from its pool."""
-    rank = tables.ranks[idx, choice]
-    d_pos = tables.d_pos[idx, choice]
-    d_neg = tables.d_neg[idx, neg_pick, choice]
-    l_tri = F.relu(p["margin"] + d_pos - d_neg)
+def reward_table(tables: CriticTables, p: Mapping[str, Any], idx: torch.Tensor | None = None,
+                 neg_pick: torch.Tensor | None = None) -> torch.Tensor:
+    """``R_Tot(s, c)`` for every canvas c of the sketches ``idx`` (default all): ``(B, K)``.
+
+    With ``neg_pick`` (one pool index per sketch) L_Tri uses that one negative, as the poster's
+    sampled reward does; without, its mean over the sketch's whole negative pool (the expectation of
+    that draw). The compute reward is ``−λ_F·q_c/(q_max − q_min)`` (L_F with η the one-hot of c:
+    its expectation under p is the poster's L_F(p)), unless ``flops_term="expected"`` (then L_F(p)
+    is differentiated in the loss instead) or ``reward_flops`` is off.
+    """
+    idx = torch.arange(tables.ranks.shape[0]) if idx is None else idx
+    rank = tables.ranks[idx].float()
+    d_pos = tables.d_pos[idx]
+    if neg_pick is None:
+        l_tri = F.relu(p["margin"] + d_pos[:, None, :] - tables.d_neg[idx]).mean(dim=1)
+    else:
+        l_tri = F.relu(p["margin"] + d_pos - tables.d_neg[idx, neg_pick])
     r_acc = accuracy_reward(rank, l_tri, p["lambda_r"] if p["reward_rank"] else 0.0,
                             p["lambda_tri"] if p["reward_tri"] else 0.0)
-    onehot = F.one_hot(choice, len(tables.canvases)).double()
-    l_f = flops_penalty(onehot, tables.flops).float()
-    use_sampled = p["reward_flops"] and p["flops_term"] == "sampled"
-    r_comp = -l_f if use_sampled else torch.zeros_like(l_f)
-    return {"total": total_reward(r_comp, r_acc, p["lambda_f"]), "acc": r_acc, "comp": -l_f, "rank": rank.float()}
+    comp = -flops_penalty(torch.eye(len(tables.canvases), dtype=torch.float64), tables.flops).float()
+    if not p["reward_flops"] or p["flops_term"] == "expected":
+        comp = torch.zeros_like(comp)
+    return total_reward(comp[None, :], r_acc, p["lambda_f"])
 
 
 class SketchyNetV2(SelectorOnUpstream):
     kind = "student"
-    description = "SketchyNetV2: RL canvas selector (GRU over RDP stroke-5) on a frozen SketchyNetV1"
-    version = "1"
+    description = "SketchyNetV2: canvas selector trained on a frozen SketchyNetV1's rewards (the poster's RL, or remedies)"
+    version = "2"
     params = {
         "lambda_f": Param(0.3, "λ_F: weight of the compute reward (0 = accuracy only, 1 = FLOPs only)", min=0.0, max=1.0),
         "lambda_r": Param(1.0, "λ_r: weight of the 1/rank reward", min=0.0, max=100.0),
         "lambda_tri": Param(1.0, "λ_Tri: weight of the −L_Tri reward", min=0.0, max=100.0),
         "margin": Param(0.2, "triplet margin of L_Tri in the reward (upstream's distance)", min=0.0, max=4.0),
-        "encoder": Param("gru", "selector sketch encoder ψ_C", choices=ENCODERS),
-        "hidden": Param(128, "hidden size of ψ_C (GRU 128 ≈ +0.05 M params, as in the paper)", min=1, max=4096),
+        "encoder": Param("gru", "the canvas selector ψ_C: a registered selector (sketchbench list selectors)"),
+        "hidden": Param(128, "hidden size of ψ_C (GRU 128 ≈ +0.05 M params, as in the paper)", min=0, max=4096),
         "coords": Param("absolute", "sequence rows: absolute (x, y) as in the poster, or offsets (its ablation)",
                         choices=COORDS),
         "max_points": Param(100, "RDP (Douglas–Peucker) budget: at most this many points per sketch", min=2, max=100000),
@@ -118,6 +134,19 @@ class SketchyNetV2(SelectorOnUpstream):
         "upstream": Param("sketchynet-v1", "the frozen student the selector picks canvases for: any registered "
                           "method trained multi-canvas (e.g. b-akd; the runner trains it with the same teacher)",
                           since="0.2"),
+        # remedies against a policy that collapses onto one canvas (policy.py; docs/methods/sketchynet-v2.md)
+        "objective": Param("reinforce", "reinforce (the poster's, sampled), expected (the exact Σ p·R), or gumbel "
+                           "(straight-through Gumbel-softmax)", choices=OBJECTIVES, since="0.3"),
+        "advantage": Param("moving", "REINFORCE advantage: reward − moving baseline, or standardised over the batch",
+                           choices=ADVANTAGES, since="0.3"),
+        "entropy": Param(0.0, "entropy bonus weight (GFNet 0.01)", min=0.0, max=10.0, since="0.3"),
+        "balance": Param(0.0, "usage-balance loss weight (AR-Net 3.0)", min=0.0, max=100.0, since="0.3"),
+        "budget": Param(0.0, "FLOPs budget hinge α, a share of q_min → q_max (0 = off)", min=0.0, max=1.0, since="0.3"),
+        "warm_start": Param(0, "epochs of cross-entropy on cost-sensitive oracle labels before the policy objective",
+                            min=0, max=10000, since="0.3"),
+        "tau": Param(5.0, "Gumbel-softmax temperature at epoch 0 (× exp(−0.045·epoch))", min=1e-3, max=100.0, since="0.3"),
+        "val_fraction": Param(0.0, "share of the training sketches held out of the selector's training; the epoch "
+                              "with the best held-out reward is kept (0 = the last epoch)", min=0.0, max=0.9, since="0.3"),
     }
 
     @classmethod
@@ -127,74 +156,119 @@ class SketchyNetV2(SelectorOnUpstream):
 
     def __init__(self, ctx: MethodContext) -> None:
         super().__init__(ctx)
-        self.rl_log: dict[str, float] = {}
+        self.log: dict[str, Any] = {}
 
     def state(self) -> dict[str, Any]:
-        return {"state_dict": self.bundle.state_dict(), "rl_log": dict(self.rl_log)}
+        return {**super().state(), "log": self.log}
 
     def load_state(self, state: dict[str, Any]) -> None:
         super().load_state(state)
-        self.rl_log = dict(state.get("rl_log", {}))
+        self.log = dict(state.get("log", {}))
+
+    def recipe(self) -> PolicyRecipe:
+        p = self.p
+        return PolicyRecipe(objective=p["objective"], advantage=p["advantage"], entropy=p["entropy"],
+                            balance=p["balance"], budget=p["budget"], warm_start=p["warm_start"], tau=p["tau"],
+                            baseline_momentum=p["baseline_momentum"])
 
     # -- training ------------------------------------------------------------------------------
     def train(self, data: RunData, canvases: Sequence[int], teacher: Method | None = None) -> None:
         up = self.freeze_upstream()
         cs, inputs = self.prepare_training(data, canvases)
         tables = critic_tables(up, data, cs, negatives=self.p["negatives"], seed=self.ctx.seed)
-        self.reinforce(inputs, tables, self.ctx.preset.batch_size)
+        self.fit_policy(inputs, tables, self.ctx.preset.batch_size)
 
-    def reinforce(self, inputs: list[torch.Tensor] | torch.Tensor, tables: CriticTables, preset_batch: int) -> None:
-        """Policy-gradient training of the selector on the precomputed critic tables."""
-        p = self.p
-        n = len(inputs)
-        bsz = max(2, p["rl_batch"] or preset_batch)
+    def split_validation(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(training, held-out) indices of the training sketches: a seeded ``val_fraction`` held out."""
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(self.ctx.seed + 7919))
+        k = int(round(self.p["val_fraction"] * n)) if self.p["val_fraction"] > 0 else 0
+        k = min(max(k, 0), n - 2)
+        return order[k:].sort().values, order[:k].sort().values
+
+    def fit_policy(self, inputs: Sequence[np.ndarray], tables: CriticTables, preset_batch: int) -> None:
+        """Train the selector on the precomputed critic tables (policy.py); log each epoch."""
+        p, recipe, sel = self.p, self.recipe(), self.selector
+        fit_idx, val_idx = self.split_validation(len(inputs))
+        mean_table = reward_table(tables, p)  # (N, K): every canvas's reward, L_Tri over the whole negative pool
+        q_norm = normalised_flops(tables.flops)
+        n, bsz = len(fit_idx), max(2, p["rl_batch"] or preset_batch)
         gen = torch.Generator().manual_seed(self.ctx.seed)
-        steps = max(1, math.ceil(n / bsz))
-        trainer = Trainer(self.bundle.parameters(), lr=p["rl_lr"], device=self.device, desc=f"{self.ctx.name} REINFORCE")
-        q = tables.flops
-        mom = p["baseline_momentum"]
-        baseline: torch.Tensor | None = None
-        num_neg = tables.negatives.shape[1]
-        hist = torch.zeros(len(tables.canvases))
-        reward_sum, expected_flops, count = 0.0, 0.0, 0
-        self.bundle.train()
-        for epoch in trainer.epochs(p["rl_epochs"], steps):
-            last = epoch == p["rl_epochs"] - 1
-            order = torch.randperm(n, generator=gen)
+        trainer = Trainer(sel.parameters(), lr=p["rl_lr"], device=self.device, desc=f"{self.ctx.name} selector")
+        baseline = MovingBaseline(recipe.baseline_momentum)
+        epochs: list[dict[str, Any]] = []
+        best: tuple[float, int, dict[str, torch.Tensor]] | None = None
+        for epoch in trainer.epochs(p["rl_epochs"], max(1, math.ceil(n / bsz))):
+            sel.train()
+            order = fit_idx[torch.randperm(n, generator=gen)]
             for start in range(0, n, bsz):
                 idx = order[start : start + bsz]
-                if len(idx) < 2:  # BatchNorm (image encoder) and the baseline need two samples
+                if len(idx) < 2:  # BatchNorm (image selector) and the baselines need two samples
                     continue
-                x, lengths = self.bundle.batch(inputs, idx.tolist(), self.device)
-                logp = F.log_softmax(self.bundle(x, lengths).float(), dim=1)
-                probs = logp.exp()
-                choice = torch.multinomial(probs.detach().cpu(), 1, generator=gen).squeeze(1)
-                neg_pick = torch.randint(num_neg, (len(idx),), generator=gen)
-                r = step_rewards(tables, idx, choice, neg_pick, p)
-                reward = r["total"]
-                b = reward.mean() if baseline is None else baseline
-                advantage = (reward - b).to(self.device)
-                loss = -(logp.gather(1, choice.view(-1, 1).to(self.device)).squeeze(1) * advantage).mean()
-                if p["reward_flops"] and p["flops_term"] == "expected":
-                    loss = loss + p["lambda_f"] * flops_penalty(probs, q.to(self.device)).mean()
+                x, lengths = sel.collate([inputs[i] for i in idx.tolist()])
+                logits = sel(x.to(self.device), lengths)
+                if recipe.objective == "reinforce" and epoch >= recipe.warm_start:
+                    neg_pick = torch.randint(tables.negatives.shape[1], (len(idx),), generator=gen)
+                    rewards = reward_table(tables, p, idx, neg_pick)  # the poster's: one negative drawn per step
+                else:
+                    rewards = mean_table[idx]
+                loss, _ = policy_loss(logits, rewards, recipe, epoch=epoch, generator=gen, baseline=baseline, q_norm=q_norm)
+                if p["reward_flops"] and p["flops_term"] == "expected":  # λ_F·L_F(p), differentiated directly
+                    loss = loss + p["lambda_f"] * flops_penalty(F.softmax(logits.float(), 1), tables.flops.to(self.device)).mean()
                 trainer.step(loss)
-                batch_mean = reward.mean()
-                baseline = batch_mean if baseline is None else mom * baseline + (1 - mom) * batch_mean
-                if last:
-                    hist += torch.bincount(choice, minlength=len(tables.canvases)).float()
-                    reward_sum += float(reward.sum())
-                    expected_flops += float((probs.detach().cpu().double() * q).sum())
-                    count += len(idx)
-        self.bundle.eval()
-        count = max(count, 1)
-        self.rl_log = {
-            "rl_last_epoch_reward": reward_sum / count,
-            "rl_last_epoch_gflops": expected_flops / count / 1e9,
-            **{f"rl_last_epoch_share_{c}": float(h) / count for c, h in zip(tables.canvases, hist.tolist())},
+            record = self.epoch_record(inputs, mean_table, tables, fit_idx, val_idx)
+            epochs.append(record)
+            score = record.get("val_reward", record["train_reward"])
+            if val_idx.numel() and (best is None or score > best[0] + 1e-12):
+                best = (score, epoch, {k: v.detach().clone() for k, v in sel.state_dict().items()})
+        if best is not None:
+            sel.load_state_dict(best[2])
+        sel.eval()
+        self.log = {
+            "epochs": epochs, "chosen_epoch": best[1] if best is not None else len(epochs) - 1,
+            "critic_train_inv_rank": (1.0 / tables.ranks.double()).mean(dim=0).tolist(),
+            "critic_train_acc1": (100.0 * (tables.ranks == 1).double().mean(dim=0)).tolist(),
+            "canvases": list(tables.canvases), "validation_sketches": int(val_idx.numel()),
         }
 
+    @torch.no_grad()
+    def epoch_record(self, inputs: Sequence[np.ndarray], table: torch.Tensor, tables: CriticTables,
+                     fit_idx: torch.Tensor, val_idx: torch.Tensor) -> dict[str, Any]:
+        """The policy after an epoch, over the training sketches (and the held-out ones): entropy,
+        argmax canvas shares, mean reward of the argmax choice, its acc@1 under the critic."""
+        sel = self.selector
+        sel.eval()
+        logits = torch.cat([sel(*_to(sel.collate([inputs[i] for i in chunk.tolist()]), self.device)).float().cpu()
+                            for chunk in torch.split(torch.arange(len(inputs)), 256)])
+        choice = logits.argmax(dim=1)
+        out: dict[str, Any] = {}
+        for name, idx in (("train", fit_idx), ("val", val_idx)):
+            if not idx.numel():
+                continue
+            c = choice[idx]
+            out[f"{name}_reward"] = float(table[idx, c].mean())
+            out[f"{name}_acc1"] = float(100.0 * (tables.ranks[idx, c] == 1).double().mean())
+            out[f"{name}_gflops"] = float(tables.flops[c].mean() / 1e9)
+        out["entropy"] = float(entropy(logits[fit_idx]))
+        out["shares"] = (torch.bincount(choice[fit_idx], minlength=len(tables.canvases)).double() / len(fit_idx)).tolist()
+        return out
+
+    def diagnostics(self) -> dict[str, Any]:
+        return dict(self.log)
+
     def extra_metrics(self, data: RunData, canvas: int | None) -> dict[str, float]:
-        return dict(self.rl_log)
+        """The last epoch's numbers as flat metrics (the whole log is the cell's ``diagnostics``)."""
+        if not self.log.get("epochs"):
+            return {}
+        last = self.log["epochs"][self.log["chosen_epoch"]]
+        out = {"selector_train_reward": last["train_reward"], "selector_entropy": last["entropy"]}
+        out.update({f"selector_train_share_{c}": s for c, s in zip(self.log["canvases"], last["shares"])})
+        if "val_reward" in last:
+            out["selector_val_reward"] = last["val_reward"]
+        return out
+
+
+def _to(batch: tuple[torch.Tensor, torch.Tensor | None], device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
+    return batch[0].to(device), batch[1]
 
 
 # -- the poster's dynamic KD rows: the same selector on a frozen KD student -------------------------

@@ -23,9 +23,8 @@ from torch import nn
 
 from sketchbench.base.errors import SketchbenchError
 from sketchbench.data import render
-from sketchbench.data.sketch import BadSketch, Sketch
+from sketchbench.data.selector_input import item_vector, selector_input  # noqa: F401  (re-exported: export, latency)
 from sketchbench_query import recipes
-from sketchbench_query.points import SketchInputError
 from sketchbench_query.retrieve import ort_session as _ort_session
 
 #: the ONNX opset the graphs are written with
@@ -120,32 +119,6 @@ def as_numpy(x: torch.Tensor) -> np.ndarray:
 
 
 # -- what a query is made of outside the graphs -------------------------------------------------------
-def item_vector(vector: Sketch | None, raster: np.ndarray | None) -> Sketch:
-    """The vector form of a sketch: its own, or its raster vectorised (a sketch that cannot be
-    vectorised becomes one dot in the middle, as the selectors treat it)."""
-    if vector is not None:
-        return vector
-    from sketchbench.data.vectorise import vectorise
-
-    try:
-        return vectorise(raster)
-    except BadSketch:
-        return Sketch(np.array([[0.5, 0.5, 1.0]], dtype=np.float32))
-
-
-def selector_input(vector: Sketch | None, raster: np.ndarray | None, recipe: Mapping[str, Any]) -> np.ndarray:
-    """A selector graph's input for one sketch, made as its ``recipe`` (the manifest's ``input``)
-    says, by :func:`sketchbench_query.selector_input` (the recipes are listed there). A raster-only
-    sketch is vectorised first (:func:`item_vector`), except for image recipes (``thumbnail``),
-    which downscale the raster itself as every canvas does (``render_item``)."""
-    try:
-        if recipe.get("kind") == "thumbnail" and vector is None:
-            return render.render_item(None, raster, int(recipe["size"]))[None]
-        return recipes.selector_input(item_vector(vector, raster).points, recipe)
-    except SketchInputError as exc:
-        raise SketchbenchError(f"selector input: {exc}") from None
-
-
 def renderer_manifest(canvases: Sequence[int]) -> dict[str, Any]:
     """How sketchbench draws a vector sketch on a c×c canvas (``sketchbench.data.render``), as data:
     what a deployment must reproduce for the encoder to see what it was trained on."""

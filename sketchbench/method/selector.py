@@ -11,8 +11,9 @@ exporting — is here, shared by every selector and by every consumer (training,
 ``retrieve``, the demo, ``export``, the latency measurement and the torch-free query).
 
 The input recipe is a JSON-able dict ``{"kind": ..., options...}`` whose kind is a key of
-:data:`sketchbench_query.RECIPES`: the same function makes the input at training time and in the
-torch-free deployed query, so the two cannot drift apart.
+:data:`sketchbench_query.RECIPES` (``stroke5``, ``thumbnail``, ``stats``): the same function makes the
+input at training time, in the export's self-check and in the torch-free deployed query, so they
+cannot drift apart. A selector that needs a new kind of input adds one function to that table.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from sketchbench_query import selector_inputs
+from sketchbench.data.selector_input import selector_input
+from sketchbench.data.sketch import Sketch
 
 
 class CanvasSelector(nn.Module, ABC):
@@ -44,6 +46,8 @@ class CanvasSelector(nn.Module, ABC):
     description: ClassVar[str] = ""
     #: the kind of input this selector reads: a key of :data:`sketchbench_query.RECIPES`
     recipe: ClassVar[str] = ""
+    #: axes of one sketch's input (beside the batch axis 0) whose size varies per sketch (the export's)
+    dynamic_input_axes: ClassVar[dict[int, str]] = {}
 
     def __init__(self, canvases: Sequence[int], hidden: int, options: Mapping[str, Any] | None = None) -> None:
         super().__init__()
@@ -87,9 +91,10 @@ class CanvasSelector(nn.Module, ABC):
         """The recipe that makes this selector's input from a sketch (the export manifest's)."""
         return {"kind": self.recipe, **self.recipe_options()}
 
-    def make_inputs(self, points: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """Every sketch's input (``(N, 3)`` unit-box points each), by :meth:`input_recipe`."""
-        return selector_inputs(points, self.input_recipe())
+    def make_input(self, vector: Sketch | None, raster: np.ndarray | None = None) -> np.ndarray:
+        """One sketch's input (batch axis 1), by :meth:`input_recipe`: a vector sketch, or a raster
+        one (vectorised first, except for image recipes)."""
+        return selector_input(vector, raster, self.input_recipe())
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         return self.head(self.features(x, lengths))
@@ -116,11 +121,31 @@ class CanvasSelector(nn.Module, ABC):
         """The deployment graph: one sketch's input (batch axis 1) → logits."""
         return _OneSketch(self)
 
+    def export_graph(self) -> dict[str, Any]:
+        """The selector's entry for :meth:`sketchbench.Method.export_modules`: the graph, an example
+        input, and the recipe that makes its input from a sketch (the manifest's ``input``)."""
+        example = torch.from_numpy(self.make_input(EXAMPLE_SKETCH))
+        name = self.recipe or "input"
+        axes = {name: dict(self.dynamic_input_axes)} if self.dynamic_input_axes else {}
+        return {
+            "module": self.export_module().eval(), "inputs": (example,), "role": "selector",
+            "input_names": [name], "output_names": ["logits"], "dynamic_axes": axes,
+            "about": {"encoder": self.name, "canvas_set": self.canvases, "input": self.input_recipe(),
+                      "input_shape": list(example.shape), "input_dtype": str(example.dtype).replace("torch.", ""),
+                      "output": f"float32 (1, {len(self.canvases)}) logits over canvas_set",
+                      "choice": "canvas_set[argmax(logits)]: the sketch is then rendered at that canvas and encoded"},
+        }
+
     def flops_inputs(self, inputs: Sequence[np.ndarray]) -> list[tuple[nn.Module, tuple[torch.Tensor, ...]]]:
         """(module, example input) per query, for the FLOPs counter."""
         view = self.flops_view().eval()
         device = self.canvas_set.device
         return [(view, (torch.from_numpy(np.asarray(x)).to(device),)) for x in inputs]
+
+
+#: the sketch an export traces the selector with: three strokes
+EXAMPLE_SKETCH = Sketch(np.array([[0.2, 0.2, 0], [0.8, 0.2, 0], [0.8, 0.8, 1], [0.2, 0.5, 0], [0.5, 0.6, 1],
+                                  [0.4, 0.9, 0], [0.6, 0.85, 1]], dtype=np.float32))
 
 
 class _OneSketch(nn.Module):
