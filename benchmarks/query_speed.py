@@ -70,13 +70,13 @@ def selector_chooser(encoder: str, canvases: list[int]) -> Callable[[np.ndarray]
     """The dynamic plugin's selector network ``encoder`` (seed 0, untrained) as an onnxruntime
     chooser over ``canvases``, its input made by its own recipe."""
     import torch
-    from sketchbench_dynamic.selectors import SelectorBundle
 
     from sketchbench.measure.onnx import export_onnx
+    from sketchbench.method.registries import selector_class
     from sketchbench_query.retrieve import ort_session
 
     torch.manual_seed(0)
-    graph = SelectorBundle(encoder, canvases, 128, 100, "absolute").eval().export_graph()
+    graph = selector_class(encoder)(canvases, 128, {"max_points": 100, "coords": "absolute"}).eval().export_graph()
     model = export_onnx(graph["module"], graph["inputs"], input_names=graph["input_names"],
                         output_names=graph["output_names"], dynamic_axes=graph["dynamic_axes"], what=f"the {encoder} selector")
     session, recipe = ort_session(model, 1), graph["about"]["input"]

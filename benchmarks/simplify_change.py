@@ -32,13 +32,12 @@ def main() -> None:
     ap.add_argument("--sketchy", type=Path, default=None, help="a folder of Sketchy SVGs (sketch/<category>/*.svg)")
     args = ap.parse_args()
 
-    from sketchbench_dynamic.selectors import sequence_features
-
     from sketchbench import load_svg_sketch
     from sketchbench.measure.metrics import ranks
     from sketchbench.method.training import embed_in_batches
     from sketchbench.run.trained import load_trained
     from sketchbench_query import simplify, stroke5
+    from sketchbench_query.recipes import sequence_rows
 
     spec = importlib.util.spec_from_file_location("simplify_oracle", ROOT / "tests" / "test_simplify.py")
     oracle_mod = importlib.util.module_from_spec(spec)
@@ -46,29 +45,30 @@ def main() -> None:
     model = load_trained(args.results, method=args.method, canvas="dynamic", seed=args.seed, data_root=args.data_root,
                          cache_dir=args.cache_dir)
     method, data = model.method.eval(), model.data
-    bundle = method.bundle
+    selector = method.selector
+    recipe = selector.input_recipe()
+    max_points = recipe["max_points"]
     splits = {name: [it.vector for it in data.items(name)] for name in ("train", "test")}
     if args.sketchy is not None:
         splits["sketchy"] = [load_svg_sketch(f) for f in sorted(args.sketchy.glob("sketch/*/*.svg"))]
     print(f"{args.results}: {model.cell['method']} on {model.cell['dataset']}, seed {model.cell.get('seed')}, "
-          f"max_points {bundle.max_points}, canvases {bundle.canvases}")
+          f"max_points {max_points}, canvases {selector.canvases}")
     chosen = {}
     for name, sketches in splits.items():
-        old = [oracle_mod.oracle(s.points, bundle.max_points) for s in sketches]
-        new = [simplify(s.points, bundle.max_points) for s in sketches]
+        old = [oracle_mod.oracle(s.points, max_points) for s in sketches]
+        new = [simplify(s.points, max_points) for s in sketches]
         points_differ = sum(not (a.shape == b.shape and np.array_equal(a, b)) for a, b in zip(old, new))
 
         def choose(pts: list[np.ndarray]) -> list[int]:
-            inputs = [torch.from_numpy(sequence_features(stroke5(p), bundle.coords, float(bundle.offset_scale))) for p in pts]
-            return bundle.predict(inputs, torch.device("cpu"))
+            return selector.predict([sequence_rows(stroke5(p), recipe["coords"], recipe["offset_scale"])[None] for p in pts])
 
         chosen[name] = (choose(old), choose(new))
         differ = sum(a != b for a, b in zip(*chosen[name]))
-        hist = {c: chosen[name][1].count(c) for c in bundle.canvases}
+        hist = {c: chosen[name][1].count(c) for c in selector.canvases}
         print(f"{name}: {len(sketches)} sketches, simplified points differ on {points_differ}, chosen canvas differs "
               f"on {differ}; new histogram {hist}")
     photos = embed_in_batches(method.encode_photo, data.photos("test"), 64)
-    at = {c: embed_in_batches(method.encode_sketch, data.sketches("test", c), 64) for c in bundle.canvases}
+    at = {c: embed_in_batches(method.encode_sketch, data.sketches("test", c), 64) for c in selector.canvases}
     rank = {}
     for k, picks in zip(("old", "new"), chosen["test"]):
         emb = torch.stack([at[c][i] for i, c in enumerate(picks)])

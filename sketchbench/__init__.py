@@ -45,8 +45,10 @@ from sketchbench.data.sketch import BadSketch, Sketch  # noqa: E402
 from sketchbench.data.svg import load_svg_sketch  # noqa: E402
 from sketchbench.data.vectorise import vectorise  # noqa: E402
 from sketchbench.measure.flops import FLOPS_CONVENTION, count_flops  # noqa: E402
+from sketchbench.method.dynamic import OnUpstream, SelectorOnUpstream, canvas_set  # noqa: E402
 from sketchbench.method.interface import Method, MethodContext  # noqa: E402
 from sketchbench.method.params import Param  # noqa: E402
+from sketchbench.method.selector import CanvasSelector  # noqa: E402
 from sketchbench.method.weights import WeightSource  # noqa: E402
 
 __all__ = [
@@ -56,7 +58,7 @@ __all__ = [
     "render_sketch", "stroke_width", "vectorise", "WeightSource", "load_pickle", "progress_bar", "stable_hash",
     "ArtifactCache", "default_cache_dir", "DataLimits", "PointBudget", "data_limits", "load_svg_sketch", "grey_on_white",
     "loads_json", "read_bounded", "read_json",
-    "load_model", "run_grid",
+    "load_model", "run_grid", "CanvasSelector", "OnUpstream", "SelectorOnUpstream", "canvas_set",
 ]
 
 #: the Python API (:mod:`sketchbench.run.api`), imported on first use: a plugin that imports

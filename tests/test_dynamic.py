@@ -17,12 +17,12 @@ from sketchbench_dynamic.baselines import (
     ink_coverage,
 )
 from sketchbench_dynamic.critic import CriticTables, critic_tables, rank_of_pair
-from sketchbench_dynamic.selectors import ENCODERS, SelectorBundle, sequence_features, stroke5
+from sketchbench_dynamic.selectors import ENCODERS, GRUSelector, LSTMSelector
 from sketchbench_dynamic.sketchynet_v2 import (
     SketchyNetV2,
     accuracy_reward,
     flops_penalty,
-    step_rewards,
+    reward_table,
     total_reward,
 )
 from torch import nn
@@ -109,7 +109,7 @@ def test_flops_penalty_by_hand():
     assert total_reward(torch.tensor([-1.0]), r_acc, 0.3).item() == pytest.approx(0.3 * -1 + 0.7 * 0.45)
 
 
-def test_step_rewards_use_the_sampled_canvas():
+def test_reward_table_per_canvas_with_one_negative_or_the_pool():
     tables = CriticTables(
         canvases=[32, 64],
         ranks=torch.tensor([[3, 1], [1, 1]]),
@@ -120,15 +120,19 @@ def test_step_rewards_use_the_sampled_canvas():
     )
     p = dict(margin=0.2, lambda_r=1.0, lambda_tri=1.0, lambda_f=0.5, reward_rank=True, reward_tri=True,
              reward_flops=True, flops_term="sampled")
-    r = step_rewards(tables, torch.tensor([0, 1]), torch.tensor([0, 1]), torch.tensor([1, 0]), p)
-    # sketch 0 at 32: rank 3, L_Tri = max(0, 0.2 + 0.9 − 1.0) = 0.1, L_F = 10/30
-    # sketch 1 at 64: rank 1, L_Tri = max(0, 0.2 + 0.2 − 0.3) = 0.1, L_F = 40/30
-    assert r["acc"].tolist() == pytest.approx([1 / 3 - 0.1, 1 - 0.1])
-    assert r["total"].tolist() == pytest.approx([0.5 * (-10 / 30) + 0.5 * (1 / 3 - 0.1), 0.5 * (-40 / 30) + 0.5 * 0.9])
-    no_rank = step_rewards(tables, torch.tensor([0]), torch.tensor([0]), torch.tensor([1]), {**p, "reward_rank": False})
-    assert no_rank["acc"].tolist() == pytest.approx([-0.1])
-    no_flops = step_rewards(tables, torch.tensor([0]), torch.tensor([0]), torch.tensor([1]), {**p, "reward_flops": False})
-    assert no_flops["total"].tolist() == pytest.approx([0.5 * (1 / 3 - 0.1)])
+    r = reward_table(tables, p, torch.tensor([0, 1]), torch.tensor([1, 0]))
+    # sketch 0, negative 1 (d_neg 1.0 at both canvases): at 32 rank 3, L_Tri = max(0, 0.2 + 0.9 − 1.0) = 0.1,
+    # L_F = 10/30; at 64 rank 1, L_Tri = 0, L_F = 40/30
+    # sketch 1, negative 0 (d_neg 0.3): rank 1 at both, L_Tri = 0.1 at both
+    assert r[0].tolist() == pytest.approx([0.5 * (-10 / 30) + 0.5 * (1 / 3 - 0.1), 0.5 * (-40 / 30) + 0.5 * 1.0])
+    assert r[1].tolist() == pytest.approx([0.5 * (-10 / 30) + 0.5 * 0.9, 0.5 * (-40 / 30) + 0.5 * 0.9])
+    # without a drawn negative: L_Tri averaged over the pool (sketch 0 at 32: negatives 0.5 and 1.0 → (0.6 + 0.1)/2)
+    pooled = reward_table(tables, p, torch.tensor([0]))
+    assert pooled[0, 0].item() == pytest.approx(0.5 * (-10 / 30) + 0.5 * (1 / 3 - 0.35))
+    no_rank = reward_table(tables, {**p, "reward_rank": False}, torch.tensor([0]), torch.tensor([1]))
+    assert no_rank[0, 0].item() == pytest.approx(0.5 * (-10 / 30) + 0.5 * -0.1)
+    no_flops = reward_table(tables, {**p, "reward_flops": False}, torch.tensor([0]), torch.tensor([1]))
+    assert no_flops[0].tolist() == pytest.approx([0.5 * (1 / 3 - 0.1), 0.5 * 1.0])
 
 
 def test_rank_convention_ties_count_against():
@@ -191,32 +195,40 @@ def test_each_encoder_trains_and_adds_its_flops_per_query(data, timm_upstream, e
     assert len(sel) == len(items) and min(sel) > 0
     assert res["gflops"] * 1e9 == pytest.approx(np.mean(enc) + np.mean(sel), rel=1e-6)
     assert res["selector_gflops"] * 1e9 == pytest.approx(np.mean(sel), rel=1e-6)
-    assert res["params_m"] * 1e6 == count_params(timm_upstream.sketch_branch()) + count_params(m.bundle.net)
+    assert res["params_m"] * 1e6 == count_params(timm_upstream.sketch_branch()) + count_params(m.selector.flops_view())
+    # what the selector analysis reads: every query's rank at every canvas, the choice, the statistics
+    assert sorted(res["canvas_ranks"]) == sorted(str(c) for c in SMOKE.canvases)
+    assert res["query_canvases"] == chosen and len(res["query_stats"]) == len(items)
+    assert all(len(r) == len(items) for r in res["canvas_ranks"].values())
 
 
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
 def test_recurrent_selector_flops_are_counted_per_step(cell):
     """The FLOPs view runs the same weights (same logits) and counts T steps, not T × 5."""
-    bundle = SelectorBundle(cell, [32, 64, 128, 256], hidden=128, max_points=100, coords="absolute").eval()
+    cls = GRUSelector if cell == "gru" else LSTMSelector
+    sel = cls([32, 64, 128, 256], 128, {"max_points": 100, "coords": "absolute"}).eval()
     if cell == "gru":  # the paper's +0.05 M: 2.27 M − 2.22 M
-        assert count_params(bundle.net) == 3 * (5 * 128 + 128 * 128 + 2 * 128) + 128 * 4 + 4 == 52356
+        assert count_params(sel) == 3 * (5 * 128 + 128 * 128 + 2 * 128) + 128 * 4 + 4 == 52356
     x = torch.randn(1, 20, 5)
-    view = bundle.net.flops_view()
+    view = sel.flops_view()
     with torch.no_grad():
-        assert torch.allclose(view(x), bundle(x), atol=1e-5)
+        assert torch.allclose(view(x), sel(x), atol=1e-5)
+        # the packed batch path gives the same logits as one unpadded sketch
+        padded = torch.cat([x, torch.zeros(1, 7, 5)], dim=1)
+        assert torch.allclose(sel(padded, torch.tensor([20])), sel(x), atol=1e-5)
     step = count_flops(view.cell, (torch.zeros(1, 5),))[0]
     f10 = count_flops(view, (x[:, :10],))[0]
     f20 = count_flops(view, (x,))[0]
     assert f20 - f10 == pytest.approx(10 * step)
-    assert count_params(view) == count_params(bundle.net)
+    assert count_params(view) == count_params(sel)
 
 
 def test_sequence_input_is_rdp_simplified_stroke5():
     t = np.linspace(0, 1, 400)
     sketch = Sketch.from_strokes([np.stack([t, np.sin(6 * t)], 1), np.stack([t, 1 - t], 1)])
-    seq = stroke5(sketch, max_points=40)
-    assert len(seq) <= 41 and seq[-1, 4] == 1 and seq[:, 2:].sum(1).tolist() == [1.0] * len(seq)
-    absolute = sequence_features(seq, "absolute")
+    sel = GRUSelector([32, 64], 8, {"max_points": 40, "coords": "absolute"})
+    absolute = sel.make_input(sketch)[0]
+    assert len(absolute) <= 41 and absolute[-1, 4] == 1 and absolute[:, 2:].sum(1).tolist() == [1.0] * len(absolute)
     pts = sketch.simplify(40).points
     assert np.allclose((absolute[:-1, :2] + 1) / 2, pts[:, :2], atol=1e-5)
 

@@ -179,11 +179,10 @@ def test_chosen_canvases_and_ranks_old_vs_new_on_real_sketches(real_sketches, tm
     """A SketchyNetV2 trained (smoke) on the real ChairV2 chooses the same canvas for every real
     ChairV2 and Sketchy sketch from the old and the new selector input, so its test ranks are
     the same too."""
-    from sketchbench_dynamic.selectors import sequence_features
-
     from sketchbench.measure.metrics import ranks
     from sketchbench.method.training import embed_in_batches
     from sketchbench.run.trained import load_trained
+    from sketchbench_query.recipes import sequence_rows
 
     results, cache = tmp_path / "r.json", tmp_path / "cache"
     code, _, err = run_cli("run", "-m", "sketchynet-v2", "-d", "chairv2", "--data-root", str(SHARED / "chairv2"),
@@ -191,22 +190,22 @@ def test_chosen_canvases_and_ranks_old_vs_new_on_real_sketches(real_sketches, tm
     assert code == 0, err
     model = load_trained(results, method="sketchynet-v2", data_root=SHARED / "chairv2", cache_dir=cache)
     method, data = model.method.eval(), model.data
-    bundle = method.bundle
+    selector = method.selector
+    recipe = selector.input_recipe()
     ids, sketchy = list(real_sketches[0]), real_sketches[1]
     chair = [real_sketches[0][i] for i in ids]
 
     def choices(make) -> list[int]:
-        inputs = [torch.from_numpy(sequence_features(make(s), bundle.coords, float(bundle.offset_scale)))
-                  for s in chair + sketchy]
-        return bundle.predict(inputs, torch.device("cpu"))
+        inputs = [sequence_rows(make(s), recipe["coords"], recipe["offset_scale"])[None] for s in chair + sketchy]
+        return selector.predict(inputs)
 
-    old = choices(lambda s: stroke5(oracle(s.points, bundle.max_points)))
-    new = choices(lambda s: stroke5(simplify(s.points, bundle.max_points)))
+    old = choices(lambda s: stroke5(oracle(s.points, recipe["max_points"])))
+    new = choices(lambda s: stroke5(simplify(s.points, recipe["max_points"])))
     assert old == new
     # the test ranks at the chosen canvases, from the old and the new choice
     items = data.items("test")
     photos = embed_in_batches(method.encode_photo, data.photos("test"), 64)
-    at = {c: embed_in_batches(method.encode_sketch, data.sketches("test", c), 64) for c in bundle.canvases}
+    at = {c: embed_in_batches(method.encode_sketch, data.sketches("test", c), 64) for c in selector.canvases}
     index = {sid: k for k, sid in enumerate(ids)}
 
     def test_ranks(chosen: list[int]) -> list[int]:

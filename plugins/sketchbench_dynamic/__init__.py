@@ -14,10 +14,22 @@ _DYN = dict(kind="baseline", needs_teacher=False, dynamic=True, upstream="sketch
 
 
 @hookimpl
+def register_selectors(register):
+    for name, cls, what in (
+        ("gru", "GRUSelector", "GRU over the RDP-simplified stroke-5 sequence (the paper's ψ_C)"),
+        ("lstm", "LSTMSelector", "LSTM over the RDP-simplified stroke-5 sequence (the poster's GRU-or-LSTM)"),
+        ("transformer", "TransformerSelector", "one pre-norm Transformer layer over the stroke-5 sequence (our 'Decoder-Tf' stand-in)"),
+        ("image", "ImageSelector", "tiny CNN on the sketch rendered at 32x32 (our small stand-in for the poster's image-based ψ_C)"),
+        ("stats", "StatsSelector", "MLP on ten whole-sketch statistics (strokes, points, ink, extent, stroke lengths, turning)"),
+    ):
+        register(name, f"{_D}.selectors:{cls}", description=what)
+
+
+@hookimpl
 def register_methods(register):
     register("sketchynet-v2", f"{_D}.sketchynet_v2:SketchyNetV2", kind="student", dynamic=True,
              upstream="sketchynet-v1", default_teacher="triplet-sn",
-             description="SketchyNetV2: RL canvas selector (GRU over RDP stroke-5) on a frozen SketchyNetV1")
+             description="SketchyNetV2: a canvas selector per sketch, trained on a frozen SketchyNetV1's rewards")
     register("b-bfr", f"{_D}.baselines:BBFR",
              description="B-BFR (our interpretation): the upstream at its best fixed canvas on held-out training sketches",
              **_DYN)

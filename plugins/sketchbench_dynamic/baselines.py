@@ -44,18 +44,20 @@ from torch import nn
 from sketchbench import (
     Method,
     MethodContext,
+    OnUpstream,
     Param,
     RunData,
+    SelectorOnUpstream,
     Sketch,
     SketchItem,
+    canvas_set,
     downscale_raster,
     render_sketch,
 )
 from sketchbench.training import Trainer
 
-from .base import OnUpstream, SelectorOnUpstream, canvas_set
 from .critic import critic_tables
-from .selectors import COORDS, ENCODERS
+from .selectors import COORDS
 
 
 # -- B-BFR ---------------------------------------------------------------------------------------
@@ -138,9 +140,9 @@ def drs_labels(ranks: torch.Tensor) -> torch.Tensor:
 class BDRS(SelectorOnUpstream):
     kind = "baseline"
     description = "B-DRS (our interpretation): selector classifier trained on the smallest canvas that ranks the photo first"
-    version = "1"
+    version = "2"  # 2: the selector is a registered CanvasSelector (checkpoints of version 1 do not fit)
     params = {
-        "encoder": Param("gru", "selector sketch encoder", choices=ENCODERS),
+        "encoder": Param("gru", "the canvas selector: a registered selector (sketchbench list selectors)"),
         "hidden": Param(128, "hidden size of the selector", min=1, max=4096),
         "coords": Param("absolute", "sequence rows: absolute (x, y) or offsets", choices=COORDS),
         "max_points": Param(100, "RDP budget: at most this many points per sketch", min=2, max=100000),
@@ -153,7 +155,7 @@ class BDRS(SelectorOnUpstream):
         self.label_share: dict[str, float] = {}
 
     def state(self) -> dict[str, Any]:
-        return {"state_dict": self.bundle.state_dict(), "label_share": dict(self.label_share)}
+        return {**super().state(), "label_share": dict(self.label_share)}
 
     def load_state(self, state: dict[str, Any]) -> None:
         super().load_state(state)
@@ -168,17 +170,17 @@ class BDRS(SelectorOnUpstream):
         self.label_share = {f"drs_label_share_{c}": float(v) for c, v in zip(cs, counts.tolist())}
         n, bsz = len(labels), max(2, self.ctx.preset.batch_size)
         gen = torch.Generator().manual_seed(self.ctx.seed)
-        trainer = Trainer(self.bundle.parameters(), lr=self.p["lr"], device=self.device, desc=f"{self.ctx.name} CE")
-        self.bundle.train()
+        trainer = Trainer(self.selector.parameters(), lr=self.p["lr"], device=self.device, desc=f"{self.ctx.name} CE")
+        self.selector.train()
         for _ in trainer.epochs(self.p["epochs"], max(1, math.ceil(n / bsz))):
             order = torch.randperm(n, generator=gen)
             for start in range(0, n, bsz):
                 idx = order[start : start + bsz]
                 if len(idx) < 2:
                     continue
-                x, lengths = self.bundle.batch(inputs, idx.tolist(), self.device)
-                trainer.step(F.cross_entropy(self.bundle(x, lengths).float(), labels[idx].to(self.device)))
-        self.bundle.eval()
+                x, lengths = self.selector.collate([inputs[i] for i in idx.tolist()])
+                trainer.step(F.cross_entropy(self.selector(x.to(self.device), lengths).float(), labels[idx].to(self.device)))
+        self.selector.eval()
 
     def extra_metrics(self, data: RunData, canvas: int | None) -> dict[str, float]:
         return dict(self.label_share)

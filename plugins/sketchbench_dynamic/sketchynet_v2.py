@@ -108,7 +108,7 @@ def reward_table(tables: CriticTables, p: Mapping[str, Any], idx: torch.Tensor |
 
 class SketchyNetV2(SelectorOnUpstream):
     kind = "student"
-    description = "SketchyNetV2: canvas selector trained on a frozen SketchyNetV1's rewards (the poster's RL, or remedies)"
+    description = "SketchyNetV2: a canvas selector per sketch, trained on a frozen SketchyNetV1's rewards"
     version = "2"
     params = {
         "lambda_f": Param(0.3, "λ_F: weight of the compute reward (0 = accuracy only, 1 = FLOPs only)", min=0.0, max=1.0),

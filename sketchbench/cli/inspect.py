@@ -14,15 +14,16 @@ from sketchbench.cli.options import plugin_host
 
 
 @click.command("list")
-@click.argument("what", type=click.Choice(["methods", "datasets", "presets"]))
+@click.argument("what", type=click.Choice(["methods", "datasets", "selectors", "presets"]))
 @click.option("--format", "fmt", default="table", type=click.Choice(["table", "json"]), show_default=True)
 def list_cmd(what: str, fmt: str) -> None:
-    """List registered methods or datasets (without importing them), or presets.
+    """List registered methods, datasets or canvas selectors (without importing them), or presets.
 
     \b
     Examples:
       sketchbench list methods
       sketchbench list datasets --format json
+      sketchbench list selectors      # what --param encoder=NAME of sketchynet-v2 / b-drs accepts
     """
     from tabulate import tabulate
 
@@ -37,7 +38,7 @@ def list_cmd(what: str, fmt: str) -> None:
                                 headers=["preset", "canvases", "photo", "epochs", "description"]))
         return
     host = plugin_host()
-    registry = host.methods if what == "methods" else host.datasets
+    registry = {"methods": host.methods, "datasets": host.datasets, "selectors": host.selectors}[what]
     rows = []
     for e in registry:
         if what == "methods" and not e.info.get("description"):
@@ -55,6 +56,9 @@ def list_cmd(what: str, fmt: str) -> None:
         table = [[r["name"], r.get("kind", ""), r.get("default_teacher") or ("yes" if r.get("needs_teacher") else ""),
                   "yes" if r.get("dynamic") else "", r.get("description", ""), r["origin"]] for r in rows]
         headers = ["method", "kind", "teacher", "dynamic", "description", "plugin"]
+    elif what == "selectors":
+        table = [[r["name"], r.get("description", ""), r["origin"]] for r in rows]
+        headers = ["selector", "description", "plugin"]
     else:
         table = [[r["name"], r.get("modality", ""), r.get("description", ""), r["origin"]] for r in rows]
         headers = ["dataset", "sketches", "description", "plugin"]

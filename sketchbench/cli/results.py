@@ -13,8 +13,10 @@ from sketchbench.base.errors import ExitCode, SketchbenchError
 @click.command()
 @click.argument("results", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--format", "fmt", default="table", type=click.Choice(["table", "markdown", "csv", "json"]), show_default=True)
-@click.option("--analysis", "analyses", multiple=True, type=click.Choice(["resolution", "smallest-rank1"]),
-              help="Also print the pilot study's tables: accuracy as the canvas falls; smallest canvas with the photo first.")
+@click.option("--analysis", "analyses", multiple=True, type=click.Choice(["resolution", "smallest-rank1", "selector"]),
+              help="Also print the pilot study's tables (accuracy as the canvas falls; smallest canvas with the photo "
+                   "first) or, for dynamic cells, what the canvas selector found against constants, the random mix "
+                   "and oracles (selector).")
 def report(results: tuple[Path, ...], fmt: str, analyses: tuple[str, ...]) -> None:
     """Print a paper-style table from one or more results files (a cell in several files counts once).
 
@@ -23,17 +25,20 @@ def report(results: tuple[Path, ...], fmt: str, analyses: tuple[str, ...]) -> No
       sketchbench report results/run-*.json
       sketchbench report a.json b.json --format markdown
       sketchbench report results/bench-cpu/pilot.json --analysis resolution --analysis smallest-rank1
+      sketchbench report docs/results/chairv2-cpu-imagenet/main.json --analysis selector
     """
     from sketchbench.results.report import render
     from sketchbench.results.resolution import render_resolution, render_smallest_rank1
     from sketchbench.results.schema import load_cells
+    from sketchbench.results.selector import render_selector
 
     # a finished cell found in several files (e.g. a teacher a bench also ran) counts once
     cells = load_cells(results)
     click.echo(render(cells, fmt))
     table_fmt = "github" if fmt == "markdown" else "simple"
+    renderers = {"resolution": render_resolution, "smallest-rank1": render_smallest_rank1, "selector": render_selector}
     for name in dict.fromkeys(analyses):
-        fn = render_resolution if name == "resolution" else render_smallest_rank1
+        fn = renderers[name]
         click.echo(f"\n{name}:\n{fn(cells, table_fmt)}")
 
 

@@ -63,6 +63,16 @@ def register_weights(register: RegisterFn) -> None:
 
 
 @_spec
+def register_selectors(register: RegisterFn) -> None:
+    """Register canvas selectors: subclasses of :class:`sketchbench.CanvasSelector` that a dynamic
+    method picks each sketch's canvas with (``--param encoder=NAME`` of SketchyNetV2 and B-DRS).
+    ``info`` for listing: ``description``.
+
+    .. versionadded:: 0.3
+    """
+
+
+@_spec
 def register_commands(cli: click.Group) -> None:
     """Add commands to the ``sketchbench`` command-line group (``cli.add_command(...)``).
 

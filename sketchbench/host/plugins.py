@@ -64,18 +64,21 @@ def _strict() -> bool:
 M = TypeVar("M")
 D = TypeVar("D")
 W = TypeVar("W")
+S = TypeVar("S")
 
 
-class PluginHost(Generic[M, D, W]):
+class PluginHost(Generic[M, D, W, S]):
     """Owns the pluggy manager and fills the registries it is handed: methods (hook
-    ``register_methods``), datasets (``register_datasets``) and weight sources (``register_weights``)."""
+    ``register_methods``), datasets (``register_datasets``), weight sources (``register_weights``)
+    and canvas selectors (``register_selectors``)."""
 
-    def __init__(self, methods: Registry[M], datasets: Registry[D], weights: Registry[W]) -> None:
+    def __init__(self, methods: Registry[M], datasets: Registry[D], weights: Registry[W], selectors: Registry[S]) -> None:
         self.pm = pluggy.PluginManager("sketchbench")
         self.pm.add_hookspecs(hookspecs)
         self.methods = methods
         self.datasets = datasets
         self.weights = weights
+        self.selectors = selectors
         self.plugins: dict[str, PluginInfo] = {}
         self._registered = False
 
@@ -155,7 +158,7 @@ class PluginHost(Generic[M, D, W]):
     def unregister_plugin(self, name: str) -> None:
         self.pm.unregister(name=name)
         self.plugins.pop(name, None)
-        for registry in (self.methods, self.datasets, self.weights):
+        for registry in (self.methods, self.datasets, self.weights, self.selectors):
             registry.remove_origin(name)
 
     # -- registration ---------------------------------------------------------------------
@@ -164,6 +167,7 @@ class PluginHost(Generic[M, D, W]):
             ("register_methods", self.methods),
             ("register_datasets", self.datasets),
             ("register_weights", self.weights),
+            ("register_selectors", self.selectors),
         ):
             for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
                 if only is not None and impl.plugin_name != only:

@@ -10,11 +10,13 @@ import torch
 
 from sketchbench.base.canvas import is_dynamic
 from sketchbench.data.rundata import RunData
+from sketchbench.data.selector_input import item_vector
 from sketchbench.measure.flops import count_flops, count_params
 from sketchbench.measure.latency import cell_latency
 from sketchbench.measure.metrics import ranks, retrieval_metrics
 from sketchbench.method.interface import Method
 from sketchbench.method.training import embed_in_batches
+from sketchbench_query import sketch_stats
 
 
 class FlopsTable:
@@ -28,6 +30,35 @@ class FlopsTable:
         if canvas not in self._at:
             self._at[canvas] = count_flops(self.method.sketch_branch(), self.method.sketch_input(canvas))
         return self._at[canvas]
+
+
+def every_canvas(method: Method, data: RunData, photo_emb: torch.Tensor, chosen: list[int], canvases: list[int],
+                 table: FlopsTable) -> dict[str, Any]:
+    """What a dynamic cell records beside its own numbers, for the selector analysis
+    (``report --analysis selector``): every test query's rank at every canvas of its set (the
+    method's encoder there, i.e. its frozen upstream), the FLOPs per canvas, the canvas chosen per
+    query, each query's sketch statistics (:func:`sketchbench_query.sketch_stats`) and the method's
+    own training log (``Method.diagnostics``)."""
+    bs = method.ctx.preset.eval_batch_size
+    targets = data.pairs("test")
+    n = len(targets)
+    canvas_ranks: dict[str, list[int]] = {}
+    for c in canvases:
+        emb = embed_in_batches(method.encode_sketch, method.sketches_at(data, "test", c, range(n)), bs)
+        with torch.inference_mode():
+            dist = method.distance(emb.to(method.device), photo_emb.to(method.device)).float().cpu()
+        canvas_ranks[str(c)] = [int(x) for x in ranks(dist, targets).tolist()]
+    out: dict[str, Any] = {
+        "canvas_ranks": canvas_ranks,
+        "canvas_gflops": {str(c): table.at(c)[0] / 1e9 for c in canvases},
+        "query_canvases": list(chosen),
+        "query_stats": [[round(float(v), 6) for v in sketch_stats(item_vector(it.vector, it.raster).points)]
+                        for it in data.items("test")],
+    }
+    diagnostics = method.diagnostics()
+    if diagnostics:
+        out["diagnostics"] = diagnostics
+    return out
 
 
 def evaluate(method: Method, data: RunData, canvas: int | str) -> dict[str, Any]:
@@ -68,6 +99,7 @@ def evaluate(method: Method, data: RunData, canvas: int | str) -> dict[str, Any]
         hist = Counter(chosen)
         out["canvas_histogram"] = {str(c): hist.get(c, 0) for c in sorted(set(preset.canvases) | set(hist))}
         out["selector_gflops"] = mean_sel / 1e9
+        out.update(every_canvas(method, data, photo_emb, chosen, [int(c) for c in out["canvas_histogram"]], table))
         # encoder and end-to-end query latency in the preset's runtime (latency_runtime/_threads/_batch)
         timing = cell_latency(method, data, dict(hist), chosen)
     else:

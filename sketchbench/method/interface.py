@@ -239,6 +239,12 @@ class Method(ABC):
         """Method-specific metrics added to the result cell (e.g. on-the-fly retrieval)."""
         return {}
 
+    def diagnostics(self) -> dict[str, Any]:
+        """A JSON-able record of how the method trained, kept as the dynamic cell's ``diagnostics``
+        (e.g. a canvas selector's per-epoch entropy and canvas shares, read by ``report --analysis
+        selector``). Default: none."""
+        return {}
+
     # -- state ----------------------------------------------------------------------------------
     @abstractmethod
     def modules(self) -> nn.Module:

@@ -17,10 +17,11 @@ from sketchbench.data.dataset import DatasetSource
 from sketchbench.host.plugins import PluginHost
 from sketchbench.host.registry import Entry, Registry
 from sketchbench.method.interface import Method
+from sketchbench.method.selector import CanvasSelector
 from sketchbench.method.weights import WeightSource
 
 #: the host of a run: its registries hold the registered classes
-Host = PluginHost[type[Method], type[DatasetSource], type[WeightSource]]
+Host = PluginHost[type[Method], type[DatasetSource], type[WeightSource], type[CanvasSelector]]
 
 #: the listing metadata a method's registration may give, and the class attribute each must equal
 METHOD_INFO = ("kind", "needs_teacher", "default_teacher", "dynamic", "upstream", "description")
@@ -46,12 +47,35 @@ def check_method(entry: Entry[Any], cls: type[Method]) -> None:
             entry.info.setdefault(key, getattr(cls, key))
 
 
+def check_selector(entry: Entry[Any], cls: type[CanvasSelector]) -> None:
+    """A selector's class, when it loads: concrete, named as registered, reading a known recipe."""
+    from sketchbench_query import RECIPES
+
+    where = f"canvas selector {entry.name!r} (from {entry.origin})"
+    if inspect.isabstract(cls):
+        raise PluginError(f"{where}: {cls.__name__} does not implement {', '.join(sorted(cls.__abstractmethods__))}")
+    if cls.name != entry.name:
+        raise PluginError(f"{where}: {cls.__name__}.name is {cls.name!r}: declare the registered name on the class")
+    if entry.info.get("description") and cls.description and entry.info["description"] != cls.description:
+        raise PluginError(f"{where}: its registration's description differs from {cls.__name__}.description: declare it once")
+    entry.info.setdefault("description", cls.description)
+    if cls.recipe not in RECIPES:
+        raise PluginError(f"{where}: {cls.__name__}.recipe {cls.recipe!r} is not an input recipe "
+                          f"(one of {', '.join(RECIPES)}: sketchbench_query.RECIPES)")
+
+
+def selector_class(name: str) -> type[CanvasSelector]:
+    """The registered canvas selector ``name`` (one line naming the registered ones otherwise)."""
+    return get_host().selectors.get(name)
+
+
 def new_host() -> Host:
     """A host with empty, typed registries (no plugin loaded yet)."""
     return PluginHost(
         methods=Registry("method", base_cls=Method, check=check_method, reserved=("all",)),
         datasets=Registry("dataset", base_cls=DatasetSource, reserved=("all",)),
         weights=Registry("weight source", base_cls=WeightSource, reserved=("auto", "none")),
+        selectors=Registry("canvas selector", base_cls=CanvasSelector, check=check_selector),
     )
 
 

@@ -55,7 +55,7 @@ if TYPE_CHECKING:
     from sketchbench.run.launch import LaunchOptions
 
 #: the analyses a benchmark file may list: the pilot study's and the latency-per-runtime one
-BENCH_ANALYSES = (*ANALYSES, "latency")
+BENCH_ANALYSES = (*ANALYSES, "latency", "selector")
 
 
 def default_bench_dir() -> Path:
@@ -163,6 +163,12 @@ def run_bench(name: str, spec: dict[str, Any], base: RunConfig, out_dir: Path, p
         from sketchbench.results.latency import render_latency
 
         md += ["## Latency per runtime", "", render_latency(cells_of(results), results["compute_bound"]), ""]
+    if "selector" in analyses:
+        from sketchbench.results.selector import render_selector
+
+        md += ["## What the canvas selectors found, against what could be found", "",
+               "docs/results.md#the-selector-analysis says what each column is.", "",
+               render_selector(cells_of(results)), ""]
     (out_dir / f"{name}.md").write_text("\n".join(md))
     if plot:
         from sketchbench.results.plot import plot_results
