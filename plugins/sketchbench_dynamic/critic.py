@@ -13,6 +13,7 @@ Only the upstream's public interface is used: ``encode_sketch``, ``encode_photo`
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -52,12 +53,35 @@ def rank_of_pair(dist: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return (dist <= true).sum(dim=1)
 
 
+#: the last tables computed in this process, by (upstream's trained key, data, what was asked): a
+#: benchmark that trains several selectors on one frozen upstream embeds its sketches once
+_RECENT: OrderedDict[tuple, CriticTables] = OrderedDict()
+_RECENT_SIZE = 4
+
+
 def critic_tables(
     upstream: Method, data: RunData, canvases: Sequence[int], *, split: str = "train",
     indices: Sequence[int] | None = None, negatives: int = 16, seed: int = 0, chunk: int = 256,
 ) -> CriticTables:
     """Embed the split's sketches (``indices``, default all) at every canvas and its photos once
-    with the frozen upstream; rank each sketch's photo among all the split's photos."""
+    with the frozen upstream; rank each sketch's photo among all the split's photos. An upstream
+    with a ``trained_key`` (set by the runner) has its tables kept for the next selector."""
+    ident = getattr(upstream, "trained_key", None)
+    key = (ident, data.fingerprint, split, None if indices is None else tuple(int(i) for i in indices), negatives, seed,
+           tuple(int(c) for c in canvases))
+    if ident is not None and key in _RECENT:
+        _RECENT.move_to_end(key)
+        return _RECENT[key]
+    tables = _compute(upstream, data, canvases, split, indices, negatives, seed, chunk)
+    if ident is not None:
+        _RECENT[key] = tables
+        while len(_RECENT) > _RECENT_SIZE:
+            _RECENT.popitem(last=False)
+    return tables
+
+
+def _compute(upstream: Method, data: RunData, canvases: Sequence[int], split: str, indices: Sequence[int] | None,
+             negatives: int, seed: int, chunk: int) -> CriticTables:
     canvases = [int(c) for c in canvases]
     bs = upstream.ctx.preset.eval_batch_size
     device = getattr(upstream, "device", torch.device("cpu"))

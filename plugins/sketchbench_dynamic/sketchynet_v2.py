@@ -227,8 +227,11 @@ class SketchyNetV2(SelectorOnUpstream):
             "epochs": epochs, "chosen_epoch": best[1] if best is not None else len(epochs) - 1,
             "critic_train_inv_rank": (1.0 / tables.ranks.double()).mean(dim=0).tolist(),
             "critic_train_acc1": (100.0 * (tables.ranks == 1).double().mean(dim=0)).tolist(),
-            "canvases": list(tables.canvases), "validation_sketches": int(val_idx.numel()),
+            "canvases": list(tables.canvases), "canvas_gflops": (tables.flops / 1e9).tolist(),
+            "validation_sketches": int(val_idx.numel()),
         }
+        if val_idx.numel():  # the constant canvases on the held-out sketches: the random mix the choice must beat
+            self.log["val_acc1_by_canvas"] = (100.0 * (tables.ranks[val_idx] == 1).double().mean(dim=0)).tolist()
 
     @torch.no_grad()
     def epoch_record(self, inputs: Sequence[np.ndarray], table: torch.Tensor, tables: CriticTables,
