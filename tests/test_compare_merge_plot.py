@@ -168,3 +168,90 @@ def test_compare_prefers_a_baseline_made_on_this_machine_type(tmp_path):
     assert baseline_for(default) == own
     other = machine_info()
     assert len(other["id"]) == 12 and other["arch"]
+
+
+def _on_machine(data, ident):
+    data = copy.deepcopy(data)
+    data.setdefault("environment", {})["machine"] = {"id": ident}
+    return data
+
+
+def _shift(cells, points):
+    for c in cells:
+        c["acc1"] = min(100.0, max(0.0, c["acc1"] + points))
+        c["query_ranks"] = None  # else the cell contradicts its own ranks and is refused
+
+
+def test_across_machine_types_accuracy_is_judged_against_sampling_noise(grid, tmp_path):
+    """Another machine type trains another network: a drop of one query passes, a collapse of one cell
+    fails, and so does a drop of every cell that each cell's noise would hide."""
+    from sketchbench.base.machine import machine_info
+
+    _, base = grid
+    data = load_results(base)
+    # more rows than the grid has: copies under other configurations, so the mean over cells means something
+    extra = []
+    for i in range(6):
+        for c in data["cells"]:
+            extra.append({**copy.deepcopy(c), "config_hash": f"{c['config_hash'][:10]}{i:06d}"})
+    data["cells"] += extra
+    here = machine_info()["id"]
+    other_base = _write(tmp_path / "base.json", _on_machine(data, "0123456789ab"))
+    one_query = min(100.0 / c["num_queries"] for c in data["cells"])
+
+    noisy = _on_machine(data, here)
+    _shift(noisy["cells"][:2], -one_query)
+    code, out, err = run_cli("compare", str(other_base), str(_write(tmp_path / "noisy.json", noisy)))
+    assert code == 0, out + err
+    assert "sampling noise" in err
+    code, _, err = run_cli("compare", "--strict", str(other_base), str(_write(tmp_path / "noisy.json", noisy)))
+    assert code == 1 and "acc1 dropped" in err  # the same files under the one-machine gate
+
+    collapsed = _on_machine(data, here)
+    best = max(data["cells"], key=lambda c: c["acc1"])["config_hash"]
+    _shift([c for c in collapsed["cells"] if c["config_hash"] == best], -100)
+    code, _, err = run_cli("compare", str(other_base), str(_write(tmp_path / "collapsed.json", collapsed)))
+    assert code == 1 and "acc1 dropped" in err, [(c["acc1"], c["num_queries"]) for c in data["cells"]]
+
+    from sketchbench.results.cells import Cell, aggregate
+    from sketchbench.results.compare import Tolerance
+
+    half = copy.deepcopy(data)
+    _shift(half["cells"], 0)
+    for c in half["cells"]:
+        c["acc1"] = 50.0  # away from 0 and 100, so no shift below is clipped
+    half_base = _write(tmp_path / "half.json", _on_machine(half, "0123456789ab"))
+    rows = aggregate([Cell.model_validate(c) for c in half["cells"] if c.get("status") == "ok"])
+    per_cell = min(Tolerance(cross_machine=True).for_row(r, "acc1") for r in rows)
+    everywhere = _on_machine(half, here)
+    _shift(everywhere["cells"], -0.9 * per_cell)  # each within its own noise, all in one direction
+    code, _, err = run_cli("compare", str(half_base), str(_write(tmp_path / "everywhere.json", everywhere)))
+    assert code == 1 and "on average" in err and "@ 32: acc1 dropped" not in err, err
+
+
+def test_across_machine_types_only_a_pruned_architecture_may_move(grid, tmp_path):
+    """FLOPs stay exact across machines, except where the baseline's own seeds disagree on them (an
+    architecture chosen from the data, as pruning chooses it)."""
+    _, base = grid
+    data = _on_machine(load_results(base), "0123456789ab")
+    first = data["cells"][0]
+    twin = next(c for c in data["cells"] if c["config_hash"] == first["config_hash"] and c["seed"] != first["seed"])
+    fixed = copy.deepcopy(data)
+    for c in fixed["cells"]:
+        if c["config_hash"] == first["config_hash"]:
+            c["gflops"] *= 1.05
+    other_base = _write(tmp_path / "base.json", data)
+    code, _, err = run_cli("compare", str(other_base), str(_write(tmp_path / "fixed.json", _on_machine(fixed, "x"))))
+    assert code == 1 and "gflops changed" in err
+    pruned = copy.deepcopy(data)
+    next(c for c in pruned["cells"] if c is not None and c["seed"] == twin["seed"]
+         and c["config_hash"] == twin["config_hash"])["gflops"] *= 0.9  # the seeds now disagree
+    pruned_base = _write(tmp_path / "pruned-base.json", pruned)
+    moved = copy.deepcopy(pruned)
+    for c in moved["cells"]:
+        if c["config_hash"] == first["config_hash"]:
+            c["gflops"] *= 1.15
+    code, out, err = run_cli("compare", str(pruned_base), str(_write(tmp_path / "moved.json", _on_machine(moved, "x"))))
+    assert code == 0, out + err
+    code, _, err = run_cli("compare", "--strict", str(pruned_base), str(_write(tmp_path / "moved.json", _on_machine(moved, "x"))))
+    assert code == 1 and "gflops changed" in err

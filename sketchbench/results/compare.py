@@ -7,6 +7,16 @@ is shown but never gates. A baseline cell that is missing or failed in the curre
 regression; a baseline without a finished cell is refused (it would pass anything). Tolerances
 must be finite and not negative: a NaN would switch the gate off, a negative one would report
 regressions between identical files.
+
+Across machine types (the baseline's ``environment.machine.id`` is not this machine's, or was not
+recorded) float reductions differ, a trained cell is in effect another training run, and a gate of
+one point would fail on noise (a smoke cell is 32 queries: one query is 3.1 points). The gate then
+judges what still has meaning (``cross_machine``): each cell's accuracy against the test set's
+sampling noise (``z`` binomial standard deviations of a mean over the cell's seeds), the mean
+change over all cells against the noise of that mean (a real regression moves many cells at once),
+and FLOPs/params exactly, except for a cell whose architecture is chosen from the data (its
+baseline seeds disagree on FLOPs or params, as a pruned network's do), which may move by
+``arch_rel`` of its mean.
 """
 
 from __future__ import annotations
@@ -37,6 +47,9 @@ class Tolerance:
     sigma: float = 2.0
     min_points: float = 1.0
     fixed_points: float | None = None
+    cross_machine: bool = False
+    z: float = 2.5  # cross_machine: binomial stds a cell may drop, and the mean change over cells
+    arch_rel: float = 0.25  # cross_machine: relative move of a data-chosen architecture's FLOPs/params
 
     def __post_init__(self) -> None:
         check_tolerance("--sigma", self.sigma)
@@ -46,7 +59,56 @@ class Tolerance:
     def for_row(self, row: Row, metric: str) -> float:
         if self.fixed_points is not None:
             return self.fixed_points
-        return max(self.sigma * float(row.std.get(metric) or 0.0), self.min_points)
+        allowed = max(self.sigma * float(row.std.get(metric) or 0.0), self.min_points)
+        if self.cross_machine:
+            allowed = max(allowed, self.z * sampling_std(row, metric))
+        return allowed
+
+
+def sampling_std(row: Row, metric: str) -> float:
+    """Binomial standard deviation, in points, of the row's mean ``metric`` over its seeds: each seed
+    an accuracy over ``num_queries`` queries (0 when the counts are not recorded)."""
+    p = (row.mean.get(metric) or 0.0) / 100.0
+    counts = [c.num_queries for c in row.cells if getattr(c, "num_queries", None)]
+    if not counts:
+        return 0.0
+    per_seed = [p * (1 - p) / n for n in counts]
+    return 100.0 * math.sqrt(sum(per_seed)) / len(per_seed)
+
+
+def data_chosen_architecture(row: Row) -> bool:
+    """The baseline's seeds disagree on FLOPs or params: the architecture comes from the data (pruning)."""
+    return any(len({round(float(getattr(c, m) or 0.0), 12) for c in row.cells}) > 1 for m in EXACT)
+
+
+def _exact_problems(b: Row, c: Row, tol: Tolerance) -> list[str]:
+    problems = []
+    rel = tol.arch_rel if tol.cross_machine and data_chosen_architecture(b) else 1e-9
+    for metric in EXACT:
+        bv, cv = b.mean.get(metric), c.mean.get(metric)
+        if bv is None or cv is None or not math.isclose(bv, cv, rel_tol=rel, abs_tol=1e-12):
+            problems.append(f"{metric} changed {bv} → {cv}" + (f" (more than {rel:.0%})" if rel > 1e-6 else ""))
+    return problems
+
+
+def mean_change_problem(pairs: list[tuple[Row, Row]], tol: Tolerance) -> str | None:
+    """Across machines: the mean acc@1 change over matched cells, against the sampling noise of that
+    mean. None when it holds (or is not judged)."""
+    if not tol.cross_machine or tol.fixed_points is not None:
+        return None
+    deltas, variances = [], []
+    for b, c in pairs:
+        if b.mean.get("acc1") is None or c.mean.get("acc1") is None:
+            continue
+        deltas.append(c.mean["acc1"] - b.mean["acc1"])
+        variances.append(sampling_std(b, "acc1") ** 2 + sampling_std(c, "acc1") ** 2)
+    if not deltas:
+        return None
+    mean = sum(deltas) / len(deltas)
+    allowed = max(tol.z * math.sqrt(sum(variances)) / len(deltas), tol.min_points)
+    if mean < -allowed - 1e-9:
+        return f"acc1 over all {len(deltas)} cells dropped {-mean:.2f} points on average (allowed {allowed:.2f})"
+    return None
 
 
 def _identity(row: Row) -> str:
@@ -83,6 +145,7 @@ def compare(baseline: list[Cell], current: list[Cell], tol: Tolerance, allow_con
     failed_current = {(f"{c.method}|{c.teacher}|{c.dataset}|{c.canvas}" if allow_config_change else c.config_hash)
                       for c in current if not c.ok}
     table, regressions = [], []
+    pairs: list[tuple[Row, Row]] = []
     for h, b in base_rows.items():
         c = cur_rows.get(h)
         if c is None:
@@ -90,11 +153,8 @@ def compare(baseline: list[Cell], current: list[Cell], tol: Tolerance, allow_con
             regressions.append(f"{b.key.label()}: {why}")
             table.append([b.key.label(), _num(b.mean["acc1"], 2), "-", "-", _num(b.mean["gflops"], 4), "-", "-", "REGRESSION: " + why])
             continue
-        problems = []
-        for metric in EXACT:
-            bv, cv = b.mean.get(metric), c.mean.get(metric)
-            if bv is None or cv is None or not math.isclose(bv, cv, rel_tol=1e-9, abs_tol=1e-12):
-                problems.append(f"{metric} changed {bv} → {cv}")
+        pairs.append((b, c))
+        problems = _exact_problems(b, c, tol)
         deltas = {}
         for metric in GATED_ACCURACY:
             bv, cv = b.mean.get(metric), c.mean.get(metric)
@@ -118,6 +178,9 @@ def compare(baseline: list[Cell], current: list[Cell], tol: Tolerance, allow_con
     for h, c in cur_rows.items():
         if h not in base_rows:
             table.append([c.key.label(), "-", _num(c.mean["acc1"], 2), "-", "-", _num(c.mean["gflops"], 4), "-", "new (not gated)"])
+    overall = mean_change_problem(pairs, tol)
+    if overall:
+        regressions.append(overall)
     return table, regressions
 
 
