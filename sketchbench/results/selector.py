@@ -19,6 +19,8 @@ recipe of :mod:`sketchbench_query`). From those alone this module puts the learn
   how much of that signal a selector that sees only the sketch could reach, against the constant
   at the same λ. It is a diagnostic on the test split, never used to choose anything;
 - **headroom captured**: (selector − hull) / (cross-seed oracle − hull), in the same points;
+- **held-out: selector − hull**: the same difference on the training sketches held out of the
+  selector's training (``val_fraction``), at the kept epoch: the column to choose a selector by;
 - per chosen canvas, the accuracy of the queries routed there, and theirs at the largest canvas;
 - the selector's own training log where the method records one (``diagnostics``: per-epoch entropy
   and canvas shares; the critic's mean 1/rank per canvas on its training sketches), beside the
@@ -165,7 +167,25 @@ def analyse_cell(cell: Cell, others: Sequence[Cell] = ()) -> dict[str, Any]:
     diag = getattr(cell, "diagnostics", None)
     if isinstance(diag, dict):
         out["diagnostics"] = diag
+        held = held_out(diag, float(cell.gflops or enc_gflops) - enc_gflops)
+        if held:
+            out["held_out"] = held
     return out
+
+
+def held_out(diag: dict[str, Any], selector_gflops: float) -> tuple[float, float, float] | None:
+    """(acc@1, GFLOPs, hull there) of the kept epoch on the training sketches held out of the
+    selector's training (``val_fraction``): the only place a choice among selectors may be made.
+    GFLOPs include the selector's own cost per query (taken from the test cell)."""
+    epochs, by_canvas, q = diag.get("epochs") or [], diag.get("val_acc1_by_canvas"), diag.get("canvas_gflops")
+    kept = diag.get("chosen_epoch")
+    if not (epochs and by_canvas and q and isinstance(kept, int) and 0 <= kept < len(epochs)):
+        return None
+    rec = epochs[kept]
+    if "val_acc1" not in rec or "val_gflops" not in rec:
+        return None
+    at = float(rec["val_gflops"]) + max(selector_gflops, 0.0)
+    return float(rec["val_acc1"]), at, hull_at(np.asarray(q, dtype=np.float64), np.asarray(by_canvas, dtype=np.float64), at)
 
 
 # -- report -------------------------------------------------------------------------------------
@@ -230,11 +250,13 @@ def _render_means(results: list[tuple[Cell, dict[str, Any]]], fmt: str) -> str:
                      _pm([a["learnable"][0] for a in group if "learnable" in a]),
                      _pm([a["constant_same_lambda"][1] for a in group if "constant_same_lambda" in a]),
                      min(min(a["shares"]) if len(a["shares"]) else 0 for a in group) if group else "-",
+                     _pm([a["held_out"][0] - a["held_out"][2] for a in group if "held_out" in a]),
                      ])
     headers = ["Configuration", "seeds", "selector acc@1", "GFLOPs", "hull at its GFLOPs", "selector − hull",
-               "cross-seed oracle", "learnable (sketch)", "constant, same λ", "min share of any canvas"]
+               "cross-seed oracle", "learnable (sketch)", "constant, same λ", "min share of any canvas",
+               "held-out: selector − hull"]
     for r in rows:
-        r[-1] = f"{r[-1]:.0%}" if isinstance(r[-1], float) else r[-1]
+        r[-2] = f"{r[-2]:.0%}" if isinstance(r[-2], float) else r[-2]
     return "Mean ± std over seeds:\n\n" + tabulate(rows, headers=headers, tablefmt=fmt, disable_numparse=True)
 
 
