@@ -75,6 +75,11 @@ def test_compare_against_a_baseline_that_gates_nothing_fails(tmp_path):
         assert code != 0 and "no regression" not in out + err and "gates nothing" in err, (code, err)
 
 
+def test_a_report_of_a_file_without_cells_fails(tmp_path):
+    empty = _results(tmp_path / "empty.json", [])
+    _refused(run_cli("report", str(empty)), "empty.json", "no cells to report")
+
+
 # -- class 3 and 8: merge checks what it is given -------------------------------------------------------
 def test_merge_validates_configs_and_shard_specs_before_using_them(tmp_path):
     out = tmp_path / "m.json"
@@ -100,6 +105,7 @@ def test_merge_validates_configs_and_shard_specs_before_using_them(tmp_path):
     (["-m", "triplet-sn", "-d", ""], ["--dataset ''", "names no dataset"]),
     (["--seed", "-1"], ["--seed"]),
     (["--seed", str(2**32)], ["--seed"]),
+    (["--canvas", "32", "--shard", "2/2"], ["--shard 2/2", "holds none"]),  # one cell, two parts
 ])
 def test_a_run_that_would_run_away_or_do_nothing_is_refused_up_front(tmp_path, args, needles):
     names = [] if "-m" in args else ["-m", "triplet-sn", "-d", "tiny"]

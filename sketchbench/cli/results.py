@@ -34,6 +34,8 @@ def report(results: tuple[Path, ...], fmt: str, analyses: tuple[str, ...]) -> No
 
     # a finished cell found in several files (e.g. a teacher a bench also ran) counts once
     cells = load_cells(results)
+    if not cells:  # a report of nothing would look like a report
+        raise SketchbenchError(f"{', '.join(map(str, results))}: no cells to report (the run wrote its header only)")
     click.echo(render(cells, fmt))
     table_fmt = "github" if fmt == "markdown" else "simple"
     renderers = {"resolution": render_resolution, "smallest-rank1": render_smallest_rank1, "selector": render_selector}

@@ -57,9 +57,10 @@ class Runner:
         grid, :mod:`~sketchbench.run.jobs`). Returns the results and the exit code (1 if a cell failed)."""
         out = self.output_path()
         main = is_main()
+        todo = self.plan.cells() if cells is None else cells  # refuses an empty shard before any file is written
         results = ResultsFile(out, results_header(self.identity, config_hash(self.config), str(self.device)), writer=main)
         failed = 0
-        bar = tqdm(self.plan.cells() if cells is None else cells, desc="cells", unit="cell", leave=False, disable=hidden(not main))
+        bar = tqdm(todo, desc="cells", unit="cell", leave=False, disable=hidden(not main))
         try:
             for cell in bar:
                 h = self.identity.cell_hash(cell)

@@ -204,7 +204,11 @@ class Plan:
                         out.append(GridCell(name, teacher, dataset, cv, seed))
         unique = list(dict.fromkeys(out))
         k, n = c.shard
-        return [cell for i, cell in enumerate(unique) if i % n == k - 1]
+        mine = [cell for i, cell in enumerate(unique) if i % n == k - 1]
+        if not mine and unique:  # a part that would do nothing: more parts than cells
+            raise SketchbenchError(f"{{shard}} {k}/{n}: the grid has {len(unique)} cell(s), so part {k} of {n} holds none; "
+                                   f"use at most {len(unique)} parts", settings=("shard",))
+        return mine
 
     # -- validation ------------------------------------------------------------------------
     def _validate(self) -> None:
