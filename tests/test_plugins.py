@@ -581,6 +581,43 @@ def test_hook_register_weights(tmp_path):
     assert code == 2 and "unknown weight source 'hook-weights'" in err  # gone with its plugin
 
 
+def test_hook_register_selectors():
+    """A canvas selector registered by a plugin is listed with its info, built by name and chooses
+    canvases; it is gone with its plugin."""
+    import torch
+
+    from sketchbench import CanvasSelector, Sketch
+    from sketchbench.method.registries import selector_class
+
+    class InkSelector(CanvasSelector):
+        name = "hook-ink"
+        recipe = "stats"
+
+        def build(self, hidden):
+            return 10
+
+        def features(self, x, lengths):
+            return x.float()
+
+    class Plugin:
+        @hookimpl
+        def register_selectors(self, register):
+            register("hook-ink", InkSelector, description="a test selector")
+
+    with registered_plugin(Plugin(), "hook-test"):
+        code, out, _ = run_cli("list", "selectors", "--format", "json")
+        row = {r["name"]: r for r in json.loads(out)}["hook-ink"]
+        assert (code, row["origin"], row["description"]) == (0, "hook-test", "a test selector")
+        sel = selector_class("hook-ink")([32, 64], 0)
+        with torch.no_grad():
+            sel.head.weight.zero_()
+            sel.head.bias.copy_(torch.tensor([0.0, 1.0]))
+        sketch = Sketch.from_strokes([[(0.1, 0.1), (0.9, 0.9)]])
+        assert sel.predict([sel.make_input(sketch)]) == [64]
+    code, out, _ = run_cli("list", "selectors", "--format", "json")
+    assert "hook-ink" not in {r["name"] for r in json.loads(out)}
+
+
 def test_hook_register_commands(session):
     """A command added by a real entry-point plugin shows in ``sketchbench --help`` and runs."""
     helped, ran = session["help"], session["command"]
