@@ -27,8 +27,8 @@ import numpy as np
 
 from sketchbench_query.points import SketchInputError, stroke5
 from sketchbench_query.rdp import simplify
-from sketchbench_query.stats import stats_input
 from sketchbench_query.render import render_points
+from sketchbench_query.stats import stats_input
 
 COORDS = ("absolute", "offset")
 
