@@ -238,3 +238,29 @@ def test_the_cache_is_trusted_storage_its_checksums_catch_corruption_not_tamperi
     assert torch.equal(cache.load("checkpoints", "k")["w"], torch.zeros(3))
     doc = (ROOT / "docs" / "guarantees.md").read_text()
     assert "trusted storage" in doc and "corruption, not tampering" in doc
+
+
+def test_a_method_that_calls_sys_exit_fails_its_cell_and_the_grid_goes_on(tmp_path):
+    """A plugin's sys.exit() inside training is its cell's error; the other cells finish and are kept."""
+    from sketchbench_teachers.triplet_timm import TimmTriplet
+
+    from sketchbench import hookimpl
+    from sketchbench.testing import registered_plugin
+
+    class Quitter(TimmTriplet):
+        def train(self, data, canvases, teacher=None):
+            sys.exit(5)
+
+    class Plugin:
+        @hookimpl
+        def register_methods(self, register):
+            register("quitter", Quitter)
+
+    out = tmp_path / "r.json"
+    with registered_plugin(Plugin(), "quit-test"):
+        code, _, err = run_cli("run", "-m", "quitter", "-m", "triplet-timm", "-d", "tiny", "-p", "smoke", "-c", "32",
+                               "--param", "backbone=test_efficientnet", "--cache-dir", str(tmp_path / "c"), "-o", str(out))
+    assert code == 1 and "Traceback" not in err, err
+    cells = {c["method"]: c for c in json.loads(out.read_text())["cells"]}
+    assert cells["quitter"]["status"] == "error" and "sys.exit(5)" in cells["quitter"]["error"]
+    assert cells["triplet-timm"]["status"] == "ok"

@@ -98,6 +98,10 @@ class Runner:
             record = ResultCell.from_json(record, f"{cell.method} @ {cell.canvas}").to_json()  # typed, ranges checked
         except KeyboardInterrupt:
             raise
+        except SystemExit as exc:  # a plugin's sys.exit() fails its cell, not the grid (finished cells are kept)
+            if self.config.debug:
+                raise
+            record["status"], record["error"] = "error", f"the method's code called sys.exit({exc.code!r})"
         except SketchbenchError as exc:
             record["status"], record["error"] = "error", str(exc)
         except Exception as exc:  # one failing cell must not stop the grid
