@@ -52,11 +52,13 @@ def test_the_worked_dynamic_method_is_complete_and_public():
                 assert {a.name for a in node.names} <= surface[node.module], f"{path} imports internals of {node.module}"
 
 
-def test_the_worked_dynamic_method_installs_lists_and_runs(tmp_path):
+def install_from_guide(section: str, tmp_path: Path) -> Path:
+    """The plugin of one section of docs/writing-plugins.md, written out and pip-installed into a
+    folder of its own (skips where pip or setuptools cannot build offline); returns that folder."""
     if importlib.util.find_spec("setuptools") is None:
         pytest.skip("setuptools is not installed: pip cannot build the plugin offline")
     src = tmp_path / "src"
-    for path, text in guide_files("A worked dynamic method").items():
+    for path, text in guide_files(section).items():
         (src / path).parent.mkdir(parents=True, exist_ok=True)
         (src / path).write_text(text)
     site = tmp_path / "site"
@@ -66,6 +68,11 @@ def test_the_worked_dynamic_method_installs_lists_and_runs(tmp_path):
     if pip.returncode != 0 and "No module named pip" in pip.stderr:
         pytest.skip("pip is not available in this environment")
     assert pip.returncode == 0, pip.stderr
+    return site
+
+
+def test_the_worked_dynamic_method_installs_lists_and_runs(tmp_path):
+    site = install_from_guide("A worked dynamic method", tmp_path)
 
     listed = cli("list", "methods", "--format", "json", pythonpath=[site], cache=tmp_path / "cache")
     assert listed.returncode == 0, listed.stderr
@@ -103,19 +110,7 @@ def test_the_worked_canvas_selector_is_complete_and_public():
 def test_the_worked_canvas_selector_installs_lists_and_routes(tmp_path):
     """Installed from the page alone: listed, used by SketchyNetV2 through --param encoder=, its
     FLOPs added per query, and exported with its recipe (the export self-checks it in onnxruntime)."""
-    if importlib.util.find_spec("setuptools") is None:
-        pytest.skip("setuptools is not installed: pip cannot build the plugin offline")
-    src = tmp_path / "src"
-    for path, text in guide_files("A worked canvas selector").items():
-        (src / path).parent.mkdir(parents=True, exist_ok=True)
-        (src / path).write_text(text)
-    site = tmp_path / "site"
-    pip = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-index",
-                          "--quiet", "--disable-pip-version-check", "--target", str(site), str(src)],
-                         capture_output=True, text=True, timeout=300)
-    if pip.returncode != 0 and "No module named pip" in pip.stderr:
-        pytest.skip("pip is not available in this environment")
-    assert pip.returncode == 0, pip.stderr
+    site = install_from_guide("A worked canvas selector", tmp_path)
 
     def run(*args: str) -> subprocess.CompletedProcess:
         env = {k: v for k, v in os.environ.items() if k not in PLUGIN_ENV}

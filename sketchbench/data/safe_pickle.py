@@ -337,10 +337,12 @@ class _BudgetedUnpickler(pickle._Unpickler):
         raise DataError(f"{str(self._path)!r}: refused to load the pickle: it uses persistent ids")
 
 
-def _after(load: Any, then: Any) -> Any:
+def _in_turn(first: Any, second: Any) -> Any:
+    """One opcode handler that runs ``first`` then ``second``: a charge after the stock load (what
+    it pushed is measured) or before it (a check that refuses before anything is allocated)."""
     def op(self: _BudgetedUnpickler) -> None:
-        load(self)
-        then(self)
+        first(self)
+        second(self)
 
     return op
 
@@ -370,14 +372,6 @@ def _grown(per_item: int, marked: bool, pairs: bool = False) -> Any:
     return op
 
 
-def _before(check: Any, load: Any) -> Any:
-    def op(self: _BudgetedUnpickler) -> None:
-        check(self)
-        load(self)
-
-    return op
-
-
 def _slot_charge(self: _BudgetedUnpickler) -> None:
     self.charge(mem=64)
 
@@ -392,15 +386,15 @@ def _wire(names: str, wrap: Any) -> None:
 # every opcode that creates or references an object is counted; the others cannot allocate
 _wire("BININT BININT1 BININT2 INT LONG LONG1 LONG4 BINFLOAT FLOAT NONE NEWTRUE NEWFALSE BINUNICODE BINUNICODE8 "
       "SHORT_BINUNICODE UNICODE BINSTRING SHORT_BINSTRING STRING BINBYTES BINBYTES8 SHORT_BINBYTES",
-      lambda load: _after(load, _scalar_pushed))
+      lambda load: _in_turn(load, _scalar_pushed))
 _wire("EMPTY_LIST EMPTY_DICT EMPTY_SET EMPTY_TUPLE LIST TUPLE TUPLE1 TUPLE2 TUPLE3 DICT FROZENSET",
-      lambda load: _after(load, _container_pushed))
-_wire("GET BINGET LONG_BINGET DUP", lambda load: _after(load, _BudgetedUnpickler._reference))
-_wire("MARK PUT BINPUT LONG_BINPUT MEMOIZE", lambda load: _before(_slot_charge, load))
+      lambda load: _in_turn(load, _container_pushed))
+_wire("GET BINGET LONG_BINGET DUP", lambda load: _in_turn(load, _BudgetedUnpickler._reference))
+_wire("MARK PUT BINPUT LONG_BINPUT MEMOIZE", lambda load: _in_turn(_slot_charge, load))
 for _name, _check in [("APPEND", _grown(8, marked=False)), ("SETITEM", _grown(48, marked=False, pairs=True)),
                       ("APPENDS", _grown(8, marked=True)), ("SETITEMS", _grown(24, marked=True)),
                       ("ADDITEMS", _grown(32, marked=True))]:
-    _wire(_name, lambda load, check=_check: _before(check, load))
+    _wire(_name, lambda load, check=_check: _in_turn(check, load))
 for _name, _load in [("BUILD", _BudgetedUnpickler.load_build), ("BYTEARRAY8", _BudgetedUnpickler.load_bytearray8),
                      ("FRAME", _BudgetedUnpickler.load_frame), ("NEXT_BUFFER", _BudgetedUnpickler.refuse_buffers),
                      ("READONLY_BUFFER", _BudgetedUnpickler.refuse_buffers)]:
