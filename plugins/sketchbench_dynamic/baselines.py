@@ -80,6 +80,8 @@ class _Choice(nn.Module):
 
 
 class BBFR(OnUpstream):
+    upstream = "sketchynet-v1"
+    default_teacher = "triplet-sn"
     kind = "baseline"
     description = "B-BFR (our interpretation): the upstream at its best fixed canvas on held-out training sketches"
     version = "1"
@@ -138,6 +140,8 @@ def drs_labels(ranks: torch.Tensor) -> torch.Tensor:
 
 
 class BDRS(SelectorOnUpstream):
+    upstream = "sketchynet-v1"
+    default_teacher = "triplet-sn"
     kind = "baseline"
     description = "B-DRS (our interpretation): selector classifier trained on the smallest canvas that ranks the photo first"
     version = "2"  # 2: the selector is a registered CanvasSelector (checkpoints of version 1 do not fit)
@@ -233,6 +237,8 @@ def crop_canvas(item: SketchItem, canvases: Sequence[int], max_ink: float) -> tu
 
 
 class BCrop(OnUpstream):
+    upstream = "sketchynet-v1"
+    default_teacher = "triplet-sn"
     kind = "baseline"
     description = "B-Crop (our interpretation): the sketch cropped to its box, rendered at the smallest uncluttered canvas"
     version = "1"

@@ -107,6 +107,8 @@ def reward_table(tables: CriticTables, p: Mapping[str, Any], idx: torch.Tensor |
 
 
 class SketchyNetV2(SelectorOnUpstream):
+    upstream = "sketchynet-v1"
+    default_teacher = "triplet-sn"
     kind = "student"
     description = "SketchyNetV2: a canvas selector per sketch, trained on a frozen SketchyNetV1's rewards"
     version = "2"

@@ -30,11 +30,10 @@ class OnUpstream(Method):
     """A dynamic method whose encoders are those of a frozen upstream method."""
 
     dynamic = True
-    upstream = "sketchynet-v1"
+    #: a subclass names its upstream (``upstream = "name"``, a registered multi-canvas method) and the
+    #: teacher that upstream is distilled from when ``--teacher`` is not given (``default_teacher``;
+    #: the runner passes it on to the upstream): the core names no method
     needs_teacher = False
-    #: the teacher its upstream is distilled from when ``--teacher`` is not given (the runner passes
-    #: it on to the upstream)
-    default_teacher = "triplet-sn"
 
     _upstream: Method | None = None
 
