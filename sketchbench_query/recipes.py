@@ -12,8 +12,10 @@ function and one entry here:
   as stroke-5 rows plus an end row; ``coords="absolute"``: x, y summed back to positions and mapped
   from [0, 1] to [-1, 1]; ``"offset"``: offsets divided by ``offset_scale`` (the first row, a start
   position, mapped to [-1, 1]). float32 ``(1, T, 5)``, unpadded;
-- ``thumbnail`` (``size``): the sketch rendered at ``size``² (:func:`~sketchbench_query.render.render_points`),
-  uint8 ``(1, size, size)``, normalisation inside the graph;
+- ``thumbnail`` (``size``, optional ``supersample``): the sketch rendered at ``size``²
+  (:func:`~sketchbench_query.render.render_points`; ``supersample`` overrides its anti-aliasing
+  factor, absent = the renderer's own, as every canvas), uint8 ``(1, size, size)``, normalisation
+  inside the graph;
 - ``stats``: ten whole-sketch statistics (:func:`~sketchbench_query.stats.sketch_stats`), float32
   ``(1, 10)``, standardisation inside the graph.
 """
@@ -62,7 +64,8 @@ def stroke5_input(points: np.ndarray, recipe: Mapping[str, Any]) -> np.ndarray:
 
 
 def thumbnail_input(points: np.ndarray, recipe: Mapping[str, Any]) -> np.ndarray:
-    return render_points(points, int(recipe["size"]))[None]
+    factor = recipe.get("supersample")
+    return render_points(points, int(recipe["size"]), None if factor is None else int(factor))[None]
 
 
 #: recipe kind → function of (points, recipe) → the selector graph's input for one sketch

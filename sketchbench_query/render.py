@@ -50,12 +50,18 @@ def supersample(canvas: int) -> int:
     return max(2, min(SUPERSAMPLE, DRAW_SIZE // max(1, canvas)))
 
 
-def render_points(points: np.ndarray, canvas: int) -> np.ndarray:
+def render_points(points: np.ndarray, canvas: int, factor: int | None = None) -> np.ndarray:
     """Draw ``(N, 3)`` ``x, y, pen`` points on a ``canvas``×``canvas`` uint8 image, black on white,
-    anti-aliased. The unit box maps to the canvas minus :data:`MARGIN` on each side."""
+    anti-aliased. The unit box maps to the canvas minus :data:`MARGIN` on each side.
+
+    ``factor`` overrides :func:`supersample` (1 = no anti-aliasing): the ``thumbnail`` selector
+    input draws at 2× because its cost is on every query's path and a selector needs no fine grey
+    levels (``docs/deploy.md``, "The selection path"); every canvas an encoder sees uses the default."""
     if canvas < 1:
         raise SketchInputError(f"canvas must be a positive size, got {canvas}")
-    s = supersample(canvas)
+    if factor is not None and not 1 <= int(factor) <= SUPERSAMPLE:
+        raise SketchInputError(f"supersampling factor must be 1 to {SUPERSAMPLE}, got {factor}")
+    s = supersample(canvas) if factor is None else int(factor)
     size = canvas * s
     width = max(1, round(stroke_width(canvas) * s))
     # continuous coordinates u in [0, size); Pillow's integer coordinate k is the centre of

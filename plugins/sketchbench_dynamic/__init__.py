@@ -20,6 +20,7 @@ def register_selectors(register):
         ("lstm", "LSTMSelector", "LSTM over the RDP-simplified stroke-5 sequence (the poster's GRU-or-LSTM)"),
         ("transformer", "TransformerSelector", "one pre-norm Transformer layer over the stroke-5 sequence (our 'Decoder-Tf' stand-in)"),
         ("image", "ImageSelector", "tiny CNN on the sketch rendered at 32x32 (our small stand-in for the poster's image-based ψ_C)"),
+        ("thumbnail", "ThumbnailSelector", "tiny CNN on a cheap 32x32 thumbnail (2x supersampled): SketchyNetV2's default"),
         ("stats", "StatsSelector", "MLP on ten whole-sketch statistics (strokes, points, ink, extent, stroke lengths, turning)"),
     ):
         register(name, f"{_D}.selectors:{cls}", description=what)
