@@ -14,7 +14,7 @@ from sketchbench.host.registry import Registry
 from sketchbench.measure.flops import count_flops, flop_counter_mode_flops
 from sketchbench.measure.metrics import ranks, retrieval_metrics
 from sketchbench.method.backbones import create_backbone
-from sketchbench.method.params import Param, parse_key_values, resolve_params
+from sketchbench.method.params import Param, identity_params, parse_key_values, resolve_params
 from sketchbench.results.schema import SCHEMA_VERSION, load_results, new_results, write_results
 from sketchbench.run.presets import check_canvas, load_preset, preset_names
 
@@ -61,6 +61,19 @@ def test_presets_load_and_override():
 def test_bad_canvas(bad):
     with pytest.raises(SketchbenchError):
         check_canvas(bad)
+
+
+def test_identity_leaves_later_parameters_out_at_the_default_they_were_added_with():
+    """A parameter added later (``since``) stays out of identities at its default; after its default
+    changes (``added_default`` = the old one) it stays out at the *old* value, so what was made before
+    keeps its identity, and the new default enters it."""
+    added = {"lr": Param(0.1), "hold": Param(0.0, since="0.3")}
+    changed = {"lr": Param(0.1), "hold": Param(0.2, since="0.3", added_default=0.0)}
+    assert identity_params(added, "cpu", {"lr": 0.1, "hold": 0.0}) == {"lr": 0.1}
+    assert identity_params(added, "cpu", {"lr": 0.1, "hold": 0.2}) == {"lr": 0.1, "hold": 0.2}
+    assert identity_params(changed, "cpu", {"lr": 0.1, "hold": 0.0}) == {"lr": 0.1}  # as before the change
+    assert identity_params(changed, "cpu", {"lr": 0.1, "hold": 0.2}) == {"lr": 0.1, "hold": 0.2}  # as before, too
+    assert resolve_params("m", changed, "cpu", {})["hold"] == 0.2  # the new default is what runs
 
 
 def test_params_resolution():

@@ -30,6 +30,17 @@ def trained(tmp_path_factory):
     return results, cache
 
 
+@pytest.fixture(scope="module")
+def trained_gru(trained):
+    """The poster's GRU selector on the same SketchyNetV1 (restored from the cache): its own results file."""
+    results, cache = trained
+    gru = results.with_name("gru.json")
+    code, _, err = run_cli("run", "-m", "sketchynet-v2", "-d", "synthetic", "-p", "smoke", "--param", "encoder=gru",
+                           "--no-chain", "-o", str(gru), "--cache-dir", str(cache))
+    assert code == 0, err
+    return gru, cache
+
+
 def _session(path: Path) -> ort.InferenceSession:
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
@@ -52,6 +63,7 @@ def _deploy_ranks(folder: Path, data, canvas: int | None) -> tuple[list[int], li
     """Retrieval from the export folder alone: the manifest, the ONNX files, sketchbench's renderer
     (numpy + Pillow) and, for a dynamic method, the selector input made from the manifest's recipe."""
     from sketchbench import render_sketch
+    from sketchbench_query.render import render_points
 
     manifest = json.loads((folder / "manifest.json").read_text())
     graphs = manifest["graphs"]
@@ -63,10 +75,14 @@ def _deploy_ranks(folder: Path, data, canvas: int | None) -> tuple[list[int], li
         c = canvas
         if selector is not None:
             recipe = graphs["selector"]["input"]
-            assert recipe["kind"] == "stroke5" and recipe["coords"] == "absolute"
-            seq = item.vector.simplify(recipe["max_points"]).to_stroke5().astype(np.float32)
-            seq[:, :2] = np.cumsum(seq[:, :2], axis=0) * 2.0 - 1.0
-            logits = selector.run(None, {selector.get_inputs()[0].name: seq[None]})[0]
+            if recipe["kind"] == "thumbnail":  # SketchyNetV2's default selector
+                assert recipe == {"kind": "thumbnail", "size": 32, "supersample": 2}
+                x = render_points(item.vector.points, recipe["size"], recipe["supersample"])
+            else:  # the poster's GRU
+                assert recipe["kind"] == "stroke5" and recipe["coords"] == "absolute"
+                x = item.vector.simplify(recipe["max_points"]).to_stroke5().astype(np.float32)
+                x[:, :2] = np.cumsum(x[:, :2], axis=0) * 2.0 - 1.0
+            logits = selector.run(None, {selector.get_inputs()[0].name: x[None]})[0]
             c = graphs["selector"]["canvas_set"][int(np.argmax(logits[0]))]
         chosen.append(c)
         enc = _session(folder / graphs["sketch_encoder"]["files"][str(c)])
@@ -75,11 +91,12 @@ def _deploy_ranks(folder: Path, data, canvas: int | None) -> tuple[list[int], li
     return _ranks(np.stack(embeddings), gallery, data.pairs("test").numpy()), chosen
 
 
-@pytest.mark.parametrize("method,canvas", [("sketchynet-v1", 64), ("sketchynet-v2", "dynamic")])
-def test_export_runs_in_onnxruntime_with_equal_embeddings_and_ranks(trained, tmp_path, method, canvas):
+@pytest.mark.parametrize("method,canvas,selector", [("sketchynet-v1", 64, None), ("sketchynet-v2", "dynamic", "thumbnail"),
+                                                    ("sketchynet-v2", "dynamic", "gru")])
+def test_export_runs_in_onnxruntime_with_equal_embeddings_and_ranks(request, tmp_path, method, canvas, selector):
     from sketchbench.run.trained import load_trained
 
-    results, cache = trained
+    results, cache = request.getfixturevalue("trained_gru" if selector == "gru" else "trained")
     out = tmp_path / "out"
     code, stdout, err = run_cli("export", str(results), "-m", method, "--cache-dir", str(cache), "-o", str(out))
     assert code == 0, err
@@ -97,8 +114,7 @@ def test_export_runs_in_onnxruntime_with_equal_embeddings_and_ranks(trained, tmp
     if canvas == "dynamic":
         assert check["selector_choices_identical"]
         sel = manifest["graphs"]["selector"]
-        assert sel["canvas_set"] == [32, 64] and sel["input"]["kind"] == "stroke5"
-        assert sel["input"]["max_points"] == 100
+        assert sel["canvas_set"] == [32, 64] and sel["input"]["kind"] == {"gru": "stroke5"}.get(selector, selector)
     # every test query and photo through the exported graphs alone gives the run's own ranks
     model = load_trained(results, method=method, cache_dir=cache)
     ranks, chosen = _deploy_ranks(out, model.data, None if canvas == "dynamic" else canvas)

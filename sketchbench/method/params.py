@@ -16,6 +16,10 @@ from typing import Any
 from sketchbench.base.errors import SketchbenchError, did_you_mean
 
 
+#: :attr:`Param.added_default` when a parameter's default never changed
+UNCHANGED: Any = type("Unchanged", (), {"__repr__": lambda self: "UNCHANGED"})()
+
+
 @dataclass(frozen=True)
 class Param:
     """One declared hyper-parameter. Its type is the default's type."""
@@ -29,6 +33,10 @@ class Param:
     #: default value it stays out of the method's identity (config hashes, cache keys), so adding a
     #: parameter never changes the identity of existing results and checkpoints
     since: str | None = None
+    #: the default it was added with (``since``), when the default changed later: identities then leave
+    #: the parameter out at *that* value, so what was made before the change keeps its identity and the
+    #: new default is a new one (``UNCHANGED``: the default never changed)
+    added_default: Any = UNCHANGED
     #: the smallest and largest value that makes sense (numbers)
     min: float | None = None
     max: float | None = None
@@ -106,9 +114,13 @@ def resolve_params(
 
 
 def identity_params(declared: Mapping[str, Param], preset: str, values: Mapping[str, Any]) -> dict[str, Any]:
-    """``values`` without the parameters added later (``since``) that are at their preset default."""
+    """``values`` without the parameters added later (``since``) that are at the default they were
+    added with (their preset default, or ``added_default`` where the default changed since)."""
+    def added_with(p: Param) -> Any:
+        return p.default_for(preset) if p.added_default is UNCHANGED else p.added_default
+
     return {k: v for k, v in values.items()
-            if not (k in declared and declared[k].since is not None and v == declared[k].default_for(preset))}
+            if not (k in declared and declared[k].since is not None and v == added_with(declared[k]))}
 
 
 def parse_key_values(items: tuple[str, ...] | list[str], option: str) -> dict[str, str]:
