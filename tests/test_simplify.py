@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from scipy import ndimage
 
 from sketchbench import DatasetOptions, Sketch, load_svg_sketch
 from sketchbench.method.registries import get_host

@@ -15,7 +15,6 @@ from typing import Any
 
 from sketchbench.base.errors import SketchbenchError, did_you_mean
 
-
 #: :attr:`Param.added_default` when a parameter's default never changed
 UNCHANGED: Any = type("Unchanged", (), {"__repr__": lambda self: "UNCHANGED"})()
 

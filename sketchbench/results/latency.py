@@ -179,14 +179,18 @@ def render_latency(cells: list[Cell], bounds: dict[str, dict[str, Any]]) -> str:
         lines += ["", "Dynamic methods against their upstream's query, same run and runtime (batch 1): the upstream's "
                   "query at the canvases the dynamic method chose (its per-canvas rows weighted by the chosen-canvas "
                   "histogram) and at its largest canvas; 'select median' = choosing the canvas alone, median over "
-                  "up to 32 test sketches; 'paired' = the dynamic method's own timed sketches without their selection:", ""]
+                  "up to 32 test sketches; 'paired' = the dynamic method's own timed sketches without their selection, i.e. "
+                  "the upstream's query at the chosen canvases on the same sketches, timed in the same runs "
+                  "(the steadier comparison: the per-canvas rows are timed at other moments):", ""]
         lines.append(tabulate([[r["label"], r["runtime"], r["threads"], _f(r["query_ms"]), _f(r["select_median_ms"], 3),
-                                _f(r["upstream_ms"]), ", ".join(f"{c}: {n}" for c, n in r["histogram"].items() if n),
+                                _f(r["upstream_ms"]),
+                                _f(r["query_ms"] / r["upstream_ms"]) if r["query_ms"] and r["upstream_ms"] else "-",
+                                ", ".join(f"{c}: {n}" for c, n in r["histogram"].items() if n),
                                 _f(r["upstream_at_chosen_ms"]), _f(r["ratio_chosen"]),
                                 f"{_f(r['upstream_largest_ms'])} ({r['upstream_largest_canvas']})", _f(r["ratio_largest"])]
                                for r in dyn],
                               headers=["method", "runtime", "threads", "query ms", "select median ms", "paired ms",
-                                       "chosen", "upstream @ chosen ms", "÷ upstream @ chosen",
+                                       "÷ paired", "chosen", "upstream @ chosen ms", "÷ upstream @ chosen",
                                        "upstream @ largest ms", "÷ upstream @ largest"], tablefmt="github"))
     return "\n".join(lines)
 
