@@ -152,7 +152,8 @@ def test_rank_convention_ties_count_against():
     ],
 )
 def test_lambda_f_knob_moves_the_selector(data, critic, params, expected):
-    m = build_method("sketchynet-v2", rl_epochs=10, **params)
+    # the knob alone: every training sketch fitted and the last epoch kept (no held-out split)
+    m = build_method("sketchynet-v2", rl_epochs=10, val_fraction=0.0, **params)
     m.bind_upstream(critic)
     m.train(data, SMOKE.canvases)
     m.eval()

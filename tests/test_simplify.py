@@ -185,8 +185,10 @@ def test_chosen_canvases_and_ranks_old_vs_new_on_real_sketches(real_sketches, tm
     from sketchbench_query.recipes import sequence_rows
 
     results, cache = tmp_path / "r.json", tmp_path / "cache"
+    # the poster's GRU: the selector whose input the simplification makes
     code, _, err = run_cli("run", "-m", "sketchynet-v2", "-d", "chairv2", "--data-root", str(SHARED / "chairv2"),
-                           "-p", "smoke", "-o", str(results), "--cache-dir", str(cache))
+                           "-p", "smoke", "--param", "encoder=gru", "--param", "val_fraction=0",
+                           "-o", str(results), "--cache-dir", str(cache))
     assert code == 0, err
     model = load_trained(results, method="sketchynet-v2", data_root=SHARED / "chairv2", cache_dir=cache)
     method, data = model.method.eval(), model.data
