@@ -93,5 +93,5 @@ def selector_inputs(sketches: Sequence[np.ndarray], recipe: Mapping[str, Any]) -
     fn = recipe_function(recipe)
     try:
         return [fn(p, recipe) for p in sketches]
-    except (KeyError, TypeError) as exc:  # a recipe without a value its kind needs, or of the wrong type
+    except (KeyError, TypeError, ValueError) as exc:  # a recipe without a value its kind needs, or of the wrong type
         raise SketchInputError(f"selector input recipe {dict(recipe)!r} is incomplete or malformed ({exc!r})") from None

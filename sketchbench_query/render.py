@@ -19,6 +19,9 @@ from sketchbench_query.points import SketchInputError
 DRAW_SIZE = 512
 #: the largest supersampling factor (the smallest is 2)
 SUPERSAMPLE = 8
+#: the largest drawing side (canvas × supersampling) a query may ask for: bounds the image a
+#: manifest's recipe (untrusted) can make allocate (64 MB of 8-bit pixels)
+MAX_DRAW = 8192
 #: fraction of the canvas left blank on each side
 MARGIN = 0.06
 #: line width on a 256 canvas: the SketchX reference rasteriser (Bresenham + 3×3 cross
@@ -63,6 +66,8 @@ def render_points(points: np.ndarray, canvas: int, factor: int | None = None) ->
         raise SketchInputError(f"supersampling factor must be 1 to {SUPERSAMPLE}, got {factor}")
     s = supersample(canvas) if factor is None else int(factor)
     size = canvas * s
+    if size > MAX_DRAW:
+        raise SketchInputError(f"canvas {canvas} at {s}x supersampling is a {size}-px drawing (at most {MAX_DRAW})")
     width = max(1, round(stroke_width(canvas) * s))
     # continuous coordinates u in [0, size); Pillow's integer coordinate k is the centre of
     # pixel [k, k + 1), hence the -0.5 (measured: a width-w line at k covers the same rows as

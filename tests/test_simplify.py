@@ -251,3 +251,18 @@ def test_render_refuses_a_supersampling_factor_out_of_range(factor):
 
     with pytest.raises(SketchInputError, match="supersampling factor"):
         render_points(np.array([[0.1, 0.1, 0.0], [0.9, 0.9, 1.0]], dtype=np.float32), 32, factor)
+
+
+@pytest.mark.parametrize("recipe, says", [
+    ({"kind": "thumbnail", "size": 32, "supersample": "x"}, "malformed"),  # a manifest's recipe is untrusted
+    ({"kind": "thumbnail", "size": "big"}, "malformed"),
+    ({"kind": "thumbnail", "size": 100_000}, "at most 8192"),  # bounded before Pillow allocates the drawing
+    ({"kind": "thumbnail", "size": 2048, "supersample": 8}, "at most 8192"),
+])
+def test_a_hostile_thumbnail_recipe_is_one_line_before_anything_is_drawn(recipe, says):
+    from sketchbench_query.points import SketchInputError
+    from sketchbench_query.recipes import selector_input
+
+    with pytest.raises(SketchInputError, match=says) as err:
+        selector_input(np.array([[0.1, 0.1, 0.0], [0.9, 0.9, 1.0]], dtype=np.float32), recipe)
+    assert "\n" not in str(err.value)

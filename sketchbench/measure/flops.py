@@ -34,9 +34,9 @@ def _lower_fused(model: nn.Module) -> nn.Module:
         for child_name, child in list(module.named_children()):
             if isinstance(child, BatchNormAct2d):
                 bn = nn.BatchNorm2d(child.num_features, child.eps, child.momentum, child.affine, child.track_running_stats)
-                bn.load_state_dict(
-                    {k: v for k, v in child.state_dict().items() if k in bn.state_dict()}, strict=False
-                )
+                # every BatchNorm tensor must come over (strict): the fused layer's extra parts
+                # (drop, act) are modules of their own, not BN state
+                bn.load_state_dict({k: v for k, v in child.state_dict().items() if k in bn.state_dict()})
                 setattr(module, child_name, nn.Sequential(bn, child.drop, child.act))
     return model
 
