@@ -17,7 +17,7 @@ from sketchbench_query.points import SketchInputError
 
 #: anti-aliasing: lines are drawn on a canvas of about this size, then box-filtered down
 DRAW_SIZE = 512
-#: the largest supersampling factor (the smallest is 2)
+#: the largest supersampling factor (the automatic smallest is 2; a recipe may ask for 1)
 SUPERSAMPLE = 8
 #: the largest drawing side (canvas × supersampling) a query may ask for: bounds the image a
 #: manifest's recipe (untrusted) can make allocate (64 MB of 8-bit pixels)

@@ -33,7 +33,8 @@ Our choices where the poster is silent or ambiguous (also in docs/methods/sketch
   drawn at 32×32 (the poster's "image-based ψ_C" ablation, made small): on ChairV2's held-out
   training sketches over three seeds it is at least as good as the GRU against the random mix of
   V1's canvases, and it is the one whose query is faster than SketchyNetV1's (the GRU's sequential
-  steps cost more than the smaller canvas saves). ``--param encoder=gru`` is the poster's form.
+  steps cost more than the smaller canvas saves); ``val_fraction`` 0.2 is part of that choice.
+  ``--param encoder=gru --param val_fraction=0`` is the poster's form.
 - Ablation switches ``reward_rank`` / ``reward_tri`` / ``reward_flops`` drop one reward term each:
   the poster's rows "w/o rank⁻¹-reward", "w/o L_Tri-reward", "w/o L_F-reward".
 - Hyper-parameters (λ_F, λ_r, λ_Tri, margin, hidden size, RDP budget, epochs, lr) are unknown;
